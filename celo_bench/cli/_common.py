@@ -1,0 +1,48 @@
+"""Options and output helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from celo_bench.errors import CeloBenchError
+from celo_bench.runner import DEFAULT_RESULTS, DEFAULT_SUITE
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+SuiteOpt = typer.Option(DEFAULT_SUITE, "--suite", "-s", help="Suite manifest (see `celo-bench list suites`).")
+ResultsOpt = typer.Option(DEFAULT_RESULTS, "--results", "-r", help="Results store folder.")
+FormatOpt = typer.Option(Format.text, "--format", "-f", help="Output format.")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def split_names(values: list[str] | None) -> list[str] | None:
+    """Accept both ``--tasks a --tasks b`` and ``--tasks a,b``."""
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+def fail(message: str) -> None:
+    raise CeloBenchError(message)
+
+
+def results_path(path: Path) -> Path:
+    return Path(path).expanduser()

@@ -1,0 +1,129 @@
+"""Run one job and turn its curves into run records (the unit every executor ships)."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from celo_bench.engine import DEFAULT_MEMORY_BUDGET, JobResult, Strategy, default_strategy, run_job
+from celo_bench.plan import Job, RunSpec
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Engine options shared by every job of a grid (strategy overrides are per family)."""
+
+    steps_strategy: str | None = None  # None: the measured default for the task's family
+    runs_strategy: str | None = None
+    block_size: int = 1
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    max_runs_per_program: int | None = None
+
+
+def first_nonfinite(curve: np.ndarray, steps: np.ndarray) -> int | None:
+    """Step of the first non-finite value of `curve` (sampled at `steps`), or None."""
+    bad = ~np.isfinite(curve)
+    return int(steps[np.argmax(bad)]) if bad.any() else None
+
+
+def _records(job: Job, res: JobResult, provenance: Mapping[str, Any]) -> list[dict]:
+    T = job.num_steps
+    train_steps = np.arange(T + 1)
+    out = []
+    for r, run in enumerate(job.runs):
+        train = res.train_loss[r].astype(np.float32)
+        evals = {s: res.eval_loss[s][r].astype(np.float32) for s in res.eval_loss}
+        hits = [first_nonfinite(train, train_steps)] + [
+            first_nonfinite(v, res.eval_steps) for v in evals.values()
+        ]
+        hits = [h for h in hits if h is not None]
+        div = min(hits) if hits else None
+        if div is not None:  # keep the curve up to divergence, nothing after it
+            train[train_steps > div] = np.nan
+            for v in evals.values():
+                v[res.eval_steps > div] = np.nan
+        status = "diverged" if div is not None else "ok"
+        msg = f"non-finite loss at step {div}" if div is not None else ""
+        out.append(
+            _base(job, run, provenance)
+            | {
+                "status": status,
+                "message": msg,
+                "diverged_step": div,
+                "train_loss": train,
+                "eval_steps": res.eval_steps,
+                "eval_train_loss": evals["train"],
+                "eval_valid_loss": evals["outer_valid"],
+                "eval_test_loss": evals["test"],
+                "compile_seconds": res.compile_seconds,
+                "run_seconds": res.run_seconds,
+                "job_runs": len(job.runs),
+                "strategy": res.strategy,
+            }
+        )
+    return out
+
+
+def _base(job: Job, run: RunSpec, provenance: Mapping[str, Any]) -> dict:
+    return {
+        "key": run.key,
+        "suite": run.suite,
+        "suite_version": run.suite_version,
+        "task": run.task,
+        "optimizer": run.optimizer,
+        "optimizer_kind": job.optimizer.kind,
+        "hparams": json.dumps(dict(run.hparams), sort_keys=True),
+        "hparam_id": run.hparam_id,
+        "learning_rate": run.hparams.get("learning_rate"),
+        "seed": run.seed,
+        "num_steps": run.num_steps,
+        "config": run.config,
+        "provenance": dict(provenance) | dict(job.provenance),
+    }
+
+
+def failed_records(job: Job, message: str, provenance: Mapping[str, Any]) -> list[dict]:
+    """One ``failed`` record per run of a job that raised: the grid goes on, nothing is lost."""
+    return [
+        _base(job, run, provenance) | {"status": "failed", "message": message[-2000:], "job_runs": len(job.runs)}
+        for run in job.runs
+    ]
+
+
+def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[dict]:
+    """Train every run of `job` in one program; returns records (``failed`` ones on error)."""
+    from celo_bench.provenance import provenance
+
+    prov = provenance()
+    try:
+        import jax
+
+        from celo_bench import optimizers
+        from celo_bench.task import build_task
+
+        task = build_task(job.task)
+        make = optimizers.builder(job.optimizer, num_steps=job.num_steps)
+        strat = default_strategy(job.task.family, jax.default_backend(), job.task.strategy)
+        strat = Strategy(
+            steps=settings.steps_strategy or strat.steps,
+            runs=settings.runs_strategy or strat.runs,
+            block_size=settings.block_size,
+        )
+        names = sorted(job.runs[0].hparams)
+        hparams = {k: np.array([r.hparams[k] for r in job.runs]) for k in names}
+        seeds = np.array([r.seed for r in job.runs])
+        res = run_job(
+            task, make, hparams, seeds, num_steps=job.num_steps, strategy=strat,
+            memory_budget=settings.memory_budget, max_runs_per_program=settings.max_runs_per_program,
+        )
+        return _records(job, res, prov)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # recorded, never a traceback from deep inside
+        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+        return failed_records(job, f"{type(e).__name__}: {detail}", prov)

@@ -1,0 +1,87 @@
+"""Every optimizer, hand-crafted or learned, behind one function: :func:`build`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optax
+
+from celo_bench.errors import CeloBenchError
+from celo_bench.optimizers import handcrafted  # noqa: F401  (registers factories)
+from celo_bench.optimizers._registry import FACTORIES, FactoryEntry, factory, register
+from celo_bench.suite import OptimizerSpec, load_registry
+
+
+def _load_learned() -> None:
+    try:
+        from celo_bench.optimizers import learned  # noqa: F401  (registers factories)
+    except ImportError as e:  # pragma: no cover - only while the package is partial
+        if "celo_bench.optimizers.learned" not in str(e):
+            raise
+
+
+_load_learned()
+
+
+def _check_hparams(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> None:
+    import inspect
+
+    fn = factory(spec.factory).fn
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    accepted = [n for n in sig.parameters if n not in ("meta_params", "num_steps")]
+    for name in hparams:
+        if name not in accepted:
+            raise CeloBenchError(
+                f"hyper-parameter '{name}' is not accepted by optimizer '{spec.name}'; "
+                f"accepted: {', '.join(accepted)}"
+            )
+
+
+def builder(
+    spec: OptimizerSpec, *, num_steps: int, checkpoint: str | None = None, meta_params: Any = None
+):
+    """Return ``make(hparams) -> GradientTransformationExtraArgs`` for `spec`.
+
+    Meta-parameters of a learned optimizer are loaded once here (from `meta_params`,
+    `checkpoint`, or the spec's checkpoint source) and closed over; hyper-parameters
+    arrive at call time and may be traced.
+    """
+    entry: FactoryEntry = factory(spec.factory)
+    defaults = dict(spec.defaults)
+    if entry.learned and meta_params is None:
+        from celo_bench.optimizers.checkpoint import load_for_spec
+
+        meta_params = load_for_spec(spec, checkpoint)
+
+    def make(hparams: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
+        kwargs = {**defaults, **dict(hparams)}
+        opt = entry.fn(meta_params, **kwargs, num_steps=num_steps) if entry.learned else entry.fn(
+            **kwargs, num_steps=num_steps
+        )
+        if not isinstance(opt, optax.GradientTransformationExtraArgs):
+            opt = optax.with_extra_args_support(opt)
+        return opt
+
+    return make
+
+
+def build(
+    name: str, *, num_steps: int, checkpoint: str | None = None, **hparams: Any
+) -> optax.GradientTransformationExtraArgs:
+    """Build optimizer `name` (a spec in ``baselines/``) for a run of `num_steps` steps.
+
+    Example::
+
+        opt = build("adam", num_steps=1000, learning_rate=1e-3)
+        state = opt.init(params)
+        updates, state = opt.update(grads, state, params, loss=loss)
+    """
+    spec = load_registry().optimizer(name)
+    _check_hparams(spec, {**spec.defaults, **hparams})
+    return builder(spec, num_steps=num_steps, checkpoint=checkpoint)(hparams)
+
+
+__all__ = ["FACTORIES", "build", "builder", "factory", "register"]

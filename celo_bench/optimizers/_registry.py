@@ -1,0 +1,45 @@
+"""Factory registry: the Python half of an optimizer spec (the TOML names a factory here).
+
+A factory is called as ``factory(**hyper_parameters, num_steps=T)`` for hand-crafted
+optimizers and ``factory(meta_params, **hyper_parameters, num_steps=T)`` for learned ones,
+and returns an ``optax.GradientTransformationExtraArgs``. Hyper-parameters may be traced
+arrays: factories must not branch on their values in Python, so the engine can vmap over
+a learning-rate grid without recompiling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optax
+
+from celo_bench.errors import UnknownNameError
+
+Factory = Callable[..., optax.GradientTransformation]
+
+
+@dataclass(frozen=True)
+class FactoryEntry:
+    """One registered factory and whether it takes meta-parameters (a learned optimizer)."""
+
+    name: str
+    fn: Factory
+    learned: bool = False
+    init_meta_params: Callable | None = None  # key -> meta-parameter tree (learned only)
+
+
+FACTORIES: dict[str, FactoryEntry] = {}
+
+
+def register(name: str, fn: Factory, *, learned: bool = False, init_meta_params: Callable | None = None) -> None:
+    """Add a factory; names are unique."""
+    if name in FACTORIES and FACTORIES[name].fn is not fn:
+        raise ValueError(f"optimizer factory '{name}' is already registered")
+    FACTORIES[name] = FactoryEntry(name, fn, learned, init_meta_params)
+
+
+def factory(name: str) -> FactoryEntry:
+    if name not in FACTORIES:
+        raise UnknownNameError("optimizer factory", name, FACTORIES)
+    return FACTORIES[name]

@@ -1,0 +1,86 @@
+"""The Python API behind ``celo-bench run`` and ``celo-bench status``: one config, one call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from celo_bench import plan
+from celo_bench.execute import EngineSettings, RunSummary, make_executor, run_jobs
+from celo_bench.store import Store
+from celo_bench.suite import Registry, load_registry
+
+DEFAULT_SUITE = "quick"
+DEFAULT_RESULTS = Path("results")
+
+
+@dataclass
+class RunConfig:
+    """Everything ``celo-bench run`` accepts; CLI options map one to one onto these fields."""
+
+    suite: str = DEFAULT_SUITE
+    tasks: Sequence[str] | None = None
+    optimizers: Sequence[str] | None = None
+    seeds: int | None = None
+    steps: int | None = None
+    grids: Mapping[str, Mapping[str, Sequence[float]]] | None = None
+    results: Path = DEFAULT_RESULTS
+    executor: str = "local"
+    address: str | None = None
+    retry_failed: bool = False
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    registry: Registry | None = None
+
+    def get_registry(self) -> Registry:
+        return self.registry or load_registry()
+
+
+def plan_grid(config: RunConfig) -> tuple[list[plan.Job], list[plan.Job], int]:
+    """(all jobs, jobs reduced to runs still to do, number of runs already stored)."""
+    reg = config.get_registry()
+    suite = reg.suite(config.suite)
+    jobs = plan.expand(
+        reg, suite, tasks=config.tasks, optimizers=config.optimizers, seeds=config.seeds,
+        steps=config.steps, grids=config.grids,
+    )
+    store = Store(config.results)
+    statuses = store.statuses()
+    done = {k for k, s in statuses.items() if s != "failed" or not config.retry_failed}
+    todo = plan.missing(jobs, done)
+    total = sum(len(j.runs) for j in jobs)
+    return jobs, todo, total - sum(len(j.runs) for j in todo)
+
+
+def run(config: RunConfig, on_job: Callable | None = None, on_plan: Callable | None = None) -> RunSummary:
+    """Execute every run of the grid that is not stored yet; returns the summary."""
+    _, todo, skipped = plan_grid(config)
+    if on_plan:
+        on_plan(todo)
+    executor = make_executor(config.executor, config.engine, config.address)
+    return run_jobs(todo, Store(config.results), executor, skipped=skipped, on_job=on_job)
+
+
+def status(config: RunConfig) -> dict:
+    """Counts of the grid's runs by state: total, done, missing, ok, diverged, failed."""
+    jobs, _, _ = plan_grid(config)
+    statuses = Store(config.results).statuses()
+    keys = [r.key for j in jobs for r in j.runs]
+    got = [statuses.get(k) for k in keys]
+    out = {
+        "suite": config.suite,
+        "results": str(config.results),
+        "total": len(keys),
+        "done": sum(s is not None for s in got),
+        "missing": sum(s is None for s in got),
+        "ok": sum(s == "ok" for s in got),
+        "diverged": sum(s == "diverged" for s in got),
+        "failed": sum(s == "failed" for s in got),
+    }
+    per_task: dict[str, dict[str, int]] = {}
+    for j in jobs:
+        row = per_task.setdefault(j.task.name, {"total": 0, "done": 0})
+        row["total"] += len(j.runs)
+        row["done"] += sum(statuses.get(r.key) is not None for r in j.runs)
+    out["tasks"] = per_task
+    return out
