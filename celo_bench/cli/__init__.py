@@ -30,6 +30,11 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.
         _module.register(app)
 
 
+from celo_bench.cli._bench_app import bench_app  # noqa: E402
+
+app.add_typer(bench_app, name="bench")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

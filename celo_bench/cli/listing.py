@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import typer
 from rich.table import Table
@@ -11,7 +11,7 @@ from celo_bench.cli._common import FormatOpt, emit_json, out
 from celo_bench.suite import load_registry
 
 
-class What(str, Enum):
+class What(StrEnum):
     tasks = "tasks"
     optimizers = "optimizers"
     suites = "suites"
