@@ -128,7 +128,8 @@ class Store:
         if curves:
             for c in CURVE_COLUMNS:
                 dtype = np.int64 if c == "eval_steps" else np.float32
-                df[c] = [np.asarray(v, dtype=dtype) for v in df[c]]
+                # failed runs have no curves (null cells): read them as empty arrays
+                df[c] = [np.asarray([] if v is None else v, dtype=dtype) for v in df[c]]
         return df.sort_values(["task", "optimizer", "hparam_id", "seed"]).reset_index(drop=True)
 
 

@@ -1,0 +1,102 @@
+"""Spec loading: every malformed spec names its file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from celo_bench.errors import SpecError, UnknownNameError
+from celo_bench.suite import load_registry, parse_optimizer, parse_suite, parse_task
+
+GOOD_TASK = """
+name = "t1"
+family = "image_mlp"
+dataset = "digits"
+batch_size = 8
+steps = 20
+[model]
+kind = "mlp"
+hidden = [4]
+"""
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / f"{name}.toml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_registry_loads_and_cross_checks():
+    reg = load_registry()
+    assert {"smoke_digits_mlp", "smoke_digits_ae"} <= set(reg.tasks)
+    assert {"adam", "sgd"} <= set(reg.optimizers)
+    assert "smoke" in reg.suites
+    for suite in reg.suites.values():
+        assert all(t in reg.tasks for t in suite.tasks)
+
+
+def test_good_task_parses(tmp_path):
+    spec = parse_task(_write(tmp_path, "t1", GOOD_TASK))
+    assert spec.batch_size == 8 and spec.eval_every == 10 and spec.model == {"kind": "mlp", "hidden": [4]}
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "words"),
+    [
+        (lambda s: s.replace('batch_size = 8\n', ''), "batch_size", "required"),
+        (lambda s: s.replace('batch_size = 8', 'batch_size = "8"'), "batch_size", "expected int"),
+        (lambda s: s.replace('batch_size = 8', 'batch_size = -8'), "batch_size", "positive"),
+        (lambda s: s.replace('batch_size = 8', 'batchsize = 8'), "batchsize", "unknown key"),
+        (lambda s: s.replace('steps = 20', 'steps = 25'), "steps", "multiple of eval_every"),
+        (lambda s: s.replace('name = "t1"', 'name = "other"'), "name", "file name"),
+        (lambda s: s.replace('kind = "mlp"', 'knd = "mlp"'), "model.kind", "required"),
+        (lambda s: s + "[strategy]\nsteps = 'fast'\n", "strategy.steps", "not one of"),
+        (lambda s: s.replace("[model]", "[model"), "<file>", "not valid TOML"),
+    ],
+)
+def test_malformed_task_names_file_and_key(tmp_path, edit, key, words):
+    path = _write(tmp_path, "t1", edit(GOOD_TASK))
+    with pytest.raises(SpecError) as err:
+        parse_task(path)
+    msg = str(err.value)
+    assert str(path) in msg and f"key '{key}'" in msg and words in msg
+
+
+def test_malformed_optimizer_specs(tmp_path):
+    p = _write(tmp_path, "o", 'name = "o"\nkind = "handmade"\nfactory = "adam"\n')
+    with pytest.raises(SpecError, match="key 'kind'.*not one of"):
+        parse_optimizer(p)
+    p = _write(tmp_path, "o", 'name = "o"\nkind = "handcrafted"\nfactory = "adam"\n[grid]\nlearning_rate = []\n')
+    with pytest.raises(SpecError, match="key 'grid.learning_rate'"):
+        parse_optimizer(p)
+    p = _write(tmp_path, "o", 'name = "o"\nkind = "learned"\nfactory = "celo"\n')
+    with pytest.raises(SpecError, match="key 'checkpoint'"):
+        parse_optimizer(p)
+    p = _write(
+        tmp_path, "o",
+        'name = "o"\nkind = "handcrafted"\nfactory = "adam"\n[defaults]\nlearning_rate = 1.0\n'
+        '[grid]\nlearning_rate = [1.0]\n',
+    )
+    with pytest.raises(SpecError, match="key 'grid.learning_rate'.*not both"):
+        parse_optimizer(p)
+
+
+def test_suite_with_unknown_task_points_into_manifest(spec_tree):
+    suite = spec_tree / "tasks" / "suites" / "bad.toml"
+    suite.write_text('name = "bad"\nversion = "1"\ntasks = ["smoke_digits_mpl"]\noptimizers = ["adam"]\n')
+    with pytest.raises(SpecError) as err:
+        load_registry(spec_tree)
+    msg = str(err.value)
+    assert "bad.toml" in msg and "tasks[0]" in msg and "smoke_digits_mlp" in msg  # the suggestion
+
+
+def test_suite_bad_seeds(tmp_path):
+    p = _write(tmp_path, "s", 'name = "s"\nversion = "1"\ntasks = ["a"]\noptimizers = ["b"]\nseeds = 0\n')
+    with pytest.raises(SpecError, match="key 'seeds'.*positive"):
+        parse_suite(p)
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(UnknownNameError, match="Did you mean 'adam'"):
+        load_registry().optimizer("adma")
