@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from celo_bench import plan
 from celo_bench.execute import EngineSettings, RunSummary, make_executor, run_jobs
@@ -28,6 +29,7 @@ class RunConfig:
     results: Path = DEFAULT_RESULTS
     executor: str = "local"
     address: str | None = None
+    executor_options: Mapping[str, Any] = field(default_factory=dict)  # e.g. Ray per-job resources
     retry_failed: bool = False
     engine: EngineSettings = field(default_factory=EngineSettings)
     registry: Registry | None = None
@@ -57,7 +59,7 @@ def run(config: RunConfig, on_job: Callable | None = None, on_plan: Callable | N
     _, todo, skipped = plan_grid(config)
     if on_plan:
         on_plan(todo)
-    executor = make_executor(config.executor, config.engine, config.address)
+    executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
     return run_jobs(todo, Store(config.results), executor, skipped=skipped, on_job=on_job)
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from celo_bench.engine import Strategy, run_job
+from celo_bench.engine.reference import reference_run
 from celo_bench.suite import load_registry
 from celo_bench.task import EVAL_SPLITS, build_task
 
@@ -29,49 +28,8 @@ def adam(hp):
 
 
 def reference_loop(task, lr: float, seed: int):
-    """The documented protocol written as a plain Python loop, one jitted step at a time.
-
-    Seed semantics: key -> (init, data, step, eval); data order = concatenated epoch
-    permutations; step key = fold_in(step_key, i); eval batches from fold_in(fold_in(eval_key, i), split).
-    """
-    spec, data = task.spec, task.dataset.splits
-    k_init, k_data, k_step, k_eval = jax.random.split(jax.random.PRNGKey(seed), 4)
-    params, state = task.init(k_init)
-    opt = optax.adam(lr)
-    opt_state = opt.init(params)
-    n, B = len(data["train"]["label"]), spec.batch_size
-    epochs = math.ceil((T + 1) * B / n)
-    perms = [np.asarray(jax.random.permutation(k, n)) for k in jax.random.split(k_data, epochs)]
-    order = np.concatenate(perms)[: (T + 1) * B].reshape(T + 1, B)
-
-    @jax.jit
-    def step(params, opt_state, batch, key):
-        loss, g = jax.value_and_grad(lambda p: task.loss(p, state, key, batch)[0])(params)
-        upd, opt_state = opt.update(g, opt_state, params)
-        return optax.apply_updates(params, upd), opt_state, loss
-
-    @jax.jit
-    def eval_loss(params, batches, keys):
-        return jnp.mean(jax.vmap(lambda b, k: task.loss(params, state, k, b)[0])(batches, keys))
-
-    def evaluate(params, i, nb):
-        out = []
-        for s, split in enumerate(EVAL_SPLITS):
-            arrays = data[split]
-            key = jax.random.fold_in(jax.random.fold_in(k_eval, i), s)
-            idx = np.asarray(jax.random.randint(key, (nb, B), 0, len(arrays["label"])))
-            batches = {k: v[idx] for k, v in arrays.items()}
-            out.append(float(eval_loss(params, batches, jax.random.split(key, nb))))
-        return out
-
-    train, evals = [], []
-    for i in range(T + 1):
-        if i % spec.eval_every == 0:
-            evals.append(evaluate(params, i, spec.last_eval_batches if i == T else spec.eval_batches))
-        batch = {k: v[order[i]] for k, v in data["train"].items()}
-        params, opt_state, loss = step(params, opt_state, batch, jax.random.fold_in(k_step, i))
-        train.append(float(loss))
-    return np.array(train), np.array(evals)
+    run = reference_run(task, optax.adam(lr), seed, T)
+    return run.train_loss, run.eval_loss
 
 
 def _job(task, lrs, seeds, strategy=Strategy(), **kw):

@@ -29,7 +29,9 @@ class RunSummary:
         return asdict(self)
 
 
-def make_executor(name: str, settings: EngineSettings, address: str | None = None):
+def make_executor(
+    name: str, settings: EngineSettings, address: str | None = None, options: dict | None = None
+):
     """Build an executor by name; Ray is imported only when asked for."""
     if name == "local":
         return LocalExecutor(settings)
@@ -40,7 +42,7 @@ def make_executor(name: str, settings: EngineSettings, address: str | None = Non
             raise CeloBenchError(
                 f"--executor ray needs the ray extra: pip install 'celo-bench[ray]' ({e})"
             ) from None
-        return RayExecutor(settings, address=address)
+        return RayExecutor(settings, address=address, resources=options)
     raise CeloBenchError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
 
 

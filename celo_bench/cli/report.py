@@ -1,0 +1,52 @@
+"""``celo-bench report``: leaderboard, figures and tables from a results folder."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from celo_bench.aggregate import DEFAULT_REPS, DEFAULT_SEED
+from celo_bench.cli._common import FormatOpt, ResultsOpt, SuiteOpt, console, emit_json, results_path
+from celo_bench.errors import CeloBenchError
+
+
+def report_command(
+    suite: str = SuiteOpt,
+    results: Path = ResultsOpt,
+    out: Path = typer.Option(Path("reports"), "--out", "-o", help="Report folder."),
+    reps: int = typer.Option(DEFAULT_REPS, "--reps", min=1, help="Bootstrap repetitions (rliable default: 50000)."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Bootstrap seed."),
+    embed_into: Path = typer.Option(
+        None, "--embed", help="Also replace the leaderboard block in this file (e.g. README.md)."
+    ),
+    fmt=FormatOpt,
+) -> None:
+    """Write leaderboard.md, index.html, figures (PNG/PDF) and tables (CSV/MD/TeX) to --out."""
+    from celo_bench.report import embed, write_report
+
+    t0 = time.perf_counter()
+    command = "celo-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
+    folder = write_report(suite=suite, results=results_path(results), out=out, reps=reps, seed=seed,
+                          command=command)
+    embedded = None
+    if embed_into is not None:
+        if not embed(Path(folder / "leaderboard.md").read_text(encoding="utf-8"), embed_into):
+            raise CeloBenchError(f"{embed_into} has no leaderboard markers; add the two marker lines "
+                                 f"from {folder / 'leaderboard.md'} where the table should go")
+        embedded = str(embed_into)
+    seconds = time.perf_counter() - t0
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    if fmt.value == "json":
+        emit_json({"out": str(folder), "files": files, "embedded": embedded, "seconds": round(seconds, 2)})
+        return
+    console.print(f"report: {folder}/index.html and {len(files)} files in {seconds:.1f}s")
+    if embedded:
+        console.print(f"leaderboard embedded in {embedded}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)

@@ -1,0 +1,199 @@
+"""Report tables: one numeric frame each, written as CSV, Markdown and LaTeX (booktabs).
+
+Every renderer is a pure function of the scored results, with fixed number formats and a
+fixed row order, so regenerating from the same results gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from celo_bench.aggregate import probability_of_improvement
+from celo_bench.results import Results
+
+KIND_LABELS = {"handcrafted": "hand-crafted", "learned": "learned", "extra": "extra",
+               "submission": "submission"}
+
+
+def num(x: float | None, digits: int = 3) -> str:
+    """Fixed-precision number; '-' for a missing one."""
+    if x is None or (isinstance(x, float) and math.isnan(x)) or pd.isna(x):
+        return "-"
+    return f"{float(x):.{digits}f}"
+
+
+def with_ci(p: float, lo: float, hi: float, digits: int = 3) -> str:
+    if pd.isna(p):
+        return "-"
+    return f"{num(p, digits)} [{num(lo, digits)}, {num(hi, digits)}]"
+
+
+def pm(mean: float, spread: float, digits: int = 3) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{num(mean, digits)} ± {num(spread, digits)}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A rendered table: display strings for Markdown/LaTeX and numbers for CSV."""
+
+    name: str
+    caption: str
+    columns: list[str]
+    rows: list[list[str]]
+    data: pd.DataFrame
+    align: str = ""  # one of l/r per column; default: first left, rest right
+
+    def _align(self) -> str:
+        return self.align or "l" + "r" * (len(self.columns) - 1)
+
+    def markdown(self) -> str:
+        def cell(s: str) -> str:
+            return str(s).replace("|", "\\|")
+
+        sep = ["---" if a == "l" else "--:" for a in self._align()]
+        lines = ["| " + " | ".join(cell(c) for c in self.columns) + " |", "| " + " | ".join(sep) + " |"]
+        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+    def latex(self) -> str:
+        lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{tex(self.caption)}}}",
+                 f"\\label{{tab:{self.name.replace('_', '-')}}}",
+                 f"\\begin{{tabular}}{{{self._align()}}}", "\\toprule",
+                 " & ".join(tex(c) for c in self.columns) + " \\\\", "\\midrule"]
+        lines += [" & ".join(tex(c) for c in row) + " \\\\" for row in self.rows]
+        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        return self.data.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+    def write(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        out = []
+        for ext, text in (("csv", self.csv()), ("md", self.markdown()), ("tex", self.latex())):
+            path = folder / f"{self.name}.{ext}"
+            path.write_text(text, encoding="utf-8")
+            out.append(path)
+        return out
+
+
+_TEX = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_",
+        "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}",
+        ">": "$>$", "<": "$<$"}
+
+
+def tex(s: str) -> str:
+    """Escape LaTeX specials; ± becomes math mode."""
+    return "".join(_TEX.get(ch, ch) for ch in str(s)).replace("±", "$\\pm$")
+
+
+# ---- the tables -----------------------------------------------------------------------
+
+
+def aggregate(res: Results) -> Table:
+    """One row per optimizer, in leaderboard order: IQM with CIs and the other aggregates."""
+    a = res.aggregate
+    cols = ["rank", "optimizer", "optimizer_kind", "tasks", "runs"] + [
+        c for c in a.columns if c.startswith(("final_loss_", "speedup_", "poi_vs_"))
+    ] + ["diverged", "failed", "tuned_diverged", "tuned_failed", "edges"]
+    ref = res.config.reference
+    rows = [[
+        num(r.rank, 0) if pd.notna(r.rank) else "-", r.optimizer, KIND_LABELS.get(r.optimizer_kind, r.optimizer_kind),
+        with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
+        with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
+        num(r.final_loss_median), num(r.final_loss_mean), num(r.final_loss_optimality_gap),
+        num(r.speedup_median), num(r.speedup_mean), num(r.speedup_optimality_gap),
+        num(r.poi_vs_reference, 2), f"{r.tasks}/{r.tasks_total}",
+    ] for r in a.itertuples(index=False)]
+    columns = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "speedup IQM [95% CI]",
+               "FL median", "FL mean", "FL opt. gap", "SU median", "SU mean", "SU opt. gap",
+               f"P(FL > {ref})", "tasks"]
+    return Table("aggregate", f"Scores relative to tuned {ref}, aggregated over tasks and seeds "
+                 f"(IQM with 95% stratified-bootstrap CIs, {res.reps} repetitions).",
+                 columns, rows, a[cols], align="rllrrrrrrrrrr")
+
+
+def per_task(res: Results, criterion: str) -> Table:
+    """Tasks x optimizers, cells mean ± std over seeds of the final-loss or speedup score."""
+    col = {"final_loss": "final_loss_score", "speedup": "speedup_score"}[criterion]
+    t = res.tasks
+    order = [o for o in res.aggregate["optimizer"] if o in set(t["optimizer"])]
+    tasks = sorted(set(t["task"]))
+    idx = t.set_index(["task", "optimizer"])
+    rows = []
+    for task in tasks:
+        row = [task]
+        for o in order:
+            if (task, o) in idx.index and idx.loc[(task, o), "scored"]:
+                r = idx.loc[(task, o)]
+                row.append(pm(r[f"{col}_mean"], r[f"{col}_std"]))
+            else:
+                row.append("-")
+        rows.append(row)
+    data = t[["task", "optimizer", "optimizer_kind", "hparam_id", "edge", "seeds",
+              f"{col}_mean", f"{col}_std", "runs", "diverged", "failed"]].rename(
+        columns={f"{col}_mean": "mean", f"{col}_std": "std"})
+    label = {"final_loss": "Final-loss score", "speedup": "Speedup score"}[criterion]
+    return Table(f"per_task_{criterion}", f"{label} per task relative to tuned {res.config.reference} "
+                 "(mean ± standard deviation over seeds).", ["task"] + order, rows, data)
+
+
+def overhead(results_dir: Path) -> Table | None:
+    """Runtime per step from ``<results>/overhead.json`` (``celo-bench bench overhead --out``)."""
+    path = Path(results_dir) / "overhead.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+        if isinstance(raw, dict):
+            raw = raw.get("rows") or raw.get("optimizers") or []
+        data = pd.DataFrame([{"optimizer": str(r["optimizer"]), "ms_per_step": float(r["ms_per_step"]),
+                              "ratio_vs_adam": float(r.get("ratio_vs_adam", float("nan")))} for r in raw])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if data.empty:
+        return None
+    data = data.sort_values(["ms_per_step", "optimizer"]).reset_index(drop=True)
+    rows = [[r.optimizer, num(r.ms_per_step, 2), num(r.ratio_vs_adam, 2)] for r in data.itertuples(index=False)]
+    return Table("overhead", "Wall-clock time per optimizer step and its ratio to Adam.",
+                 ["optimizer", "ms / step", "x Adam"], rows, data)
+
+
+def ablation(res: Results, a: str = "celo", b: str = "celo_adam") -> Table | None:
+    """Celo vs Celo-Adam (learned scheduler with Adam's update rule), when both are scored."""
+    agg = res.aggregate.set_index("optimizer")
+    if a not in agg.index or b not in agg.index or pd.isna(agg.loc[a, "final_loss_iqm"]) \
+            or pd.isna(agg.loc[b, "final_loss_iqm"]):
+        return None
+    rows, data = [], []
+    for name in (a, b):
+        r = agg.loc[name]
+        rows.append([name, with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
+                     with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
+                     num(r.final_loss_optimality_gap), num(r.speedup_optimality_gap),
+                     f"{int(r.tasks)}/{int(r.tasks_total)}"])
+        data.append({"optimizer": name} | {k: r[k] for k in ("final_loss_iqm", "final_loss_iqm_low",
+                     "final_loss_iqm_high", "speedup_iqm", "speedup_iqm_low", "speedup_iqm_high",
+                     "final_loss_optimality_gap", "speedup_optimality_gap")})
+    for crit in ("final_loss", "speedup"):
+        ma, mb = res.matrices[crit].get(a), res.matrices[crit].get(b)
+        if ma is not None and mb is not None:
+            p, lo, hi = probability_of_improvement(ma, mb, reps=res.reps, seed=res.seed)
+            data.append({"optimizer": f"P({a} > {b}) {crit}", "final_loss_iqm": p,
+                         "final_loss_iqm_low": lo, "final_loss_iqm_high": hi})
+            rows.append([f"P({a} > {b}), {crit.replace('_', ' ')}", with_ci(p, lo, hi, 2), "", "", "", ""])
+    return Table("ablation_celo_adam", f"Ablation: {a} against {b} (learned scheduler with the Adam "
+                 "update rule).", ["optimizer", "final loss IQM [95% CI]", "speedup IQM [95% CI]",
+                                   "FL opt. gap", "SU opt. gap", "tasks"], rows, pd.DataFrame(data))
+
+
+def all_tables(res: Results, results_dir: Path) -> list[Table]:
+    tables = [aggregate(res), per_task(res, "final_loss"), per_task(res, "speedup")]
+    return tables + [t for t in (overhead(results_dir), ablation(res)) if t is not None]

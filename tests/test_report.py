@@ -1,0 +1,234 @@
+"""Reports from fixture results: every file, determinism, LaTeX shape, the HTML page."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _score_fixtures import grid_records, record, registry, write
+from typer.testing import CliRunner
+
+from celo_bench.report import embed, write_report
+from celo_bench.report.figures import DPI
+from celo_bench.report.leaderboard import BEGIN, END
+from celo_bench.results import score_results
+
+TASKS = ["task_a", "task_b", "task_c"]
+OPTS = {"adam": ("handcrafted", 1.0), "sgd": ("handcrafted", 1.4), "celo": ("learned", 0.8),
+        "celo_adam": ("learned", 0.9), "lion": ("extra", 1.05), "mine": ("submission", 0.85)}
+REPS = 50
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _fixture_results(root: Path) -> Path:
+    recs = grid_records(TASKS, OPTS, seeds=3, n=11)
+    for r in recs:  # sgd diverges at its largest learning rate
+        if r["optimizer"] == "sgd" and r["learning_rate"] == 0.1:
+            c = np.array(r["eval_train_loss"], dtype=np.float32)
+            c[6:] = np.nan
+            r.update(status="diverged", diverged_step=60, eval_train_loss=c)
+    # a failed run at lion's best point (tuning then avoids that point) and a failed celo run
+    # (untuned: it is scored 0); both are counted
+    recs = [r for r in recs if not (r["task"] == "task_c" and r["seed"] == 2 and (
+        r["optimizer"] == "celo" or (r["optimizer"] == "lion" and r["learning_rate"] == 0.01)))]
+    recs.append(record("task_c", "lion", 2, [0], lr=0.01, kind="extra", status="failed", num_steps=100))
+    recs.append(record("task_c", "celo", 2, [0], lr=None, kind="learned", status="failed", num_steps=100))
+    write(root, recs)
+    (root / "overhead.json").write_text(json.dumps(
+        [{"optimizer": "adam", "ms_per_step": 1.0, "ratio_vs_adam": 1.0},
+         {"optimizer": "celo", "ms_per_step": 3.0, "ratio_vs_adam": 3.0}]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One results folder, reported twice into two folders (for the determinism check)."""
+    base = tmp_path_factory.mktemp("report")
+    results = _fixture_results(base / "results")
+    reg = registry(TASKS, list(OPTS), steps=100)
+    outs = [write_report(suite="fx", results=results, out=base / f"out{i}", reps=REPS, registry=reg)
+            for i in (1, 2)]
+    res = score_results(results, "fx", registry=reg, reps=REPS)
+    return {"results": results, "out": outs[0], "out2": outs[1], "res": res, "registry": reg}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_entry_point_signature():
+    params = inspect.signature(write_report).parameters
+    for name in ("suite", "results", "out"):
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_every_file_is_written(report):
+    out = report["out"]
+    for name in ("leaderboard.md", "index.html", "README.md"):
+        assert (out / name).stat().st_size > 0
+    for fig in ("main_iqm", "performance_profiles", "training_curves", "lr_sensitivity",
+                "probability_of_improvement"):
+        w, h = png_size(out / "figures" / f"{fig}.png")
+        assert w > 600 and h > 300
+        pdf = (out / "figures" / f"{fig}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and len(pdf) > 2000
+    # the two-panel main figure is 9 inches wide at the report's DPI
+    assert png_size(out / "figures" / "main_iqm.png")[0] == 9 * DPI
+    for task in TASKS:
+        assert png_size(out / "figures" / "tasks" / f"{task}.png")[0] > 300
+    for table in ("aggregate", "per_task_final_loss", "per_task_speedup", "overhead",
+                  "ablation_celo_adam"):
+        for ext in ("csv", "md", "tex"):
+            assert (out / "tables" / f"{table}.{ext}").stat().st_size > 0
+    readme = (out / "README.md").read_text()
+    assert report["res"].fingerprint in readme and "version 1" in readme
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", readme)
+
+
+def test_regeneration_is_byte_identical(report):
+    a, b = report["out"], report["out2"]
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    differ = [str(f) for f in files if (a / f).read_bytes() != (b / f).read_bytes()]
+    assert differ == ["README.md"]  # it names the output folder and the date
+
+
+def test_latex_tables_are_balanced_booktabs(report):
+    n_opt = len(OPTS)
+    for tex in (report["out"] / "tables").glob("*.tex"):
+        text = tex.read_text()
+        begins = re.findall(r"\\begin\{(\w+)\}", text)
+        ends = re.findall(r"\\end\{(\w+)\}", text)
+        assert begins == ends[::-1], tex.name
+        assert text.count("{") == text.count("}") + text.count("\\{") - text.count("\\}")
+        for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
+            assert text.count(rule) == 1, (tex.name, rule)
+        body = text.split("\\midrule")[1].split("\\bottomrule")[0].strip().splitlines()
+        cols = text.split("\\begin{tabular}{")[1].split("}")[0]
+        for line in body:
+            assert line.endswith("\\\\")
+            assert line.count(" & ") == len(cols) - 1, (tex.name, line)
+        if tex.stem == "aggregate":
+            assert len(body) == n_opt
+            assert {line.split(" & ")[1] for line in body} == {o.replace("_", "\\_") for o in OPTS}
+        if tex.stem.startswith("per_task"):
+            assert len(body) == len(TASKS)
+
+
+def test_leaderboard_rows_and_markers(report):
+    text = (report["out"] / "leaderboard.md").read_text()
+    assert text.startswith(BEGIN) and text.rstrip().endswith(END)
+    rows = [line for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == len(OPTS)
+    assert [int(r.split("|")[1]) for r in rows] == list(range(1, len(OPTS) + 1))
+    names = [r.split("|")[2].strip().strip("*") for r in rows]
+    assert names == list(report["res"].aggregate["optimizer"])
+    kinds = dict(zip(names, [r.split("|")[3].strip() for r in rows], strict=True))
+    assert kinds == {"adam": "hand-crafted", "sgd": "hand-crafted", "celo": "learned",
+                     "celo_adam": "learned", "lion": "extra", "mine": "submission"}
+    sgd = next(r for r in rows if "| sgd |" in r)
+    assert "9 / 0 of 27" in sgd  # 3 tasks x 3 seeds diverged at lr 0.1, never dropped
+    lion = next(r for r in rows if "| lion |" in r)
+    assert "0 / 1 of 27" in lion
+    celo = next(r for r in rows if "| celo |" in r)
+    assert "0 / 1 of 9" in celo
+    agg = report["res"].aggregate.set_index("optimizer")
+    assert (agg["runs"] == 3).all() and (agg["tasks"] == 3).all()  # nothing dropped
+    sc = report["res"].scores
+    failed = sc[(sc["optimizer"] == "celo") & (sc["task"] == "task_c") & (sc["seed"] == 2)]
+    assert failed["final_loss_score"].item() == 0.0 and failed["speedup_score"].item() == 0.0
+    assert "(learned, not tuned)" in text
+
+
+def test_embed_replaces_only_the_block(report, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n\n{BEGIN}\nold\n{END}\n\noutro\n")
+    block = (report["out"] / "leaderboard.md").read_text()
+    assert embed(block, readme)
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nintro\n\n") and text.endswith(f"{END}\n\noutro\n")
+    assert "old" not in text and text.count(BEGIN) == 1
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not embed(block, plain)
+
+
+def test_per_task_tables_match_scores(report):
+    res = report["res"]
+    csv = pd.read_csv(report["out"] / "tables" / "per_task_final_loss.csv")
+    want = res.scores.groupby(["task", "optimizer"])["final_loss_score"].mean()
+    got = csv.set_index(["task", "optimizer"])["mean"]
+    np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), rtol=1e-5)
+    md = (report["out"] / "tables" / "per_task_final_loss.md").read_text()
+    header = md.splitlines()[0]
+    adam_col = [c.strip() for c in header.strip("|").split("|")].index("adam")
+    for line in md.splitlines()[2:]:
+        assert [c.strip() for c in line.strip("|").split("|")][adam_col] == "1.000 ± 0.000"
+
+
+def test_ablation_and_overhead_tables(report):
+    abl = (report["out"] / "tables" / "ablation_celo_adam.md").read_text()
+    assert "| celo |" in abl and "| celo_adam |" in abl and "P(celo > celo_adam)" in abl
+    over = pd.read_csv(report["out"] / "tables" / "overhead.csv")
+    assert list(over["optimizer"]) == ["adam", "celo"] and list(over["ratio_vs_adam"]) == [1.0, 3.0]
+
+
+def test_stale_tables_are_removed(report, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(report["results"], results)
+    (results / "overhead.json").unlink()
+    out = tmp_path / "out"
+    shutil.copytree(report["out"], out)
+    write_report(suite="fx", results=results, out=out, reps=REPS, registry=report["registry"])
+    assert not (out / "tables" / "overhead.csv").exists()
+    assert (out / "tables" / "aggregate.csv").exists()
+
+
+def test_html_is_self_contained(report):
+    page = (report["out"] / "index.html").read_text()
+    assert page.count('class="lb-row') == len(OPTS)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    srcs = re.findall(r'<img [^>]*src="([^"]{0,30})', page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert page.count('<details class="task"') == len(TASKS)
+
+
+def test_cli_report(tmp_path):
+    opts = {"adam": ("handcrafted", 1.0), "sgd": ("handcrafted", 1.3)}
+    tasks = ["smoke_digits_mlp", "smoke_digits_ae"]
+    write(tmp_path / "r", grid_records(tasks, opts, seeds=2, n=6, suite="smoke", version="1"))
+    from celo_bench.cli import app
+
+    res = CliRunner().invoke(app, ["report", "--suite", "smoke", "--results", str(tmp_path / "r"),
+                                   "--out", str(tmp_path / "o"), "--reps", "20", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert "leaderboard.md" in doc["files"] and "index.html" in doc["files"]
+    assert "figures/main_iqm.pdf" in doc["files"]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)")
+def test_page_in_headless_chromium(report, tmp_path):
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--no-first-run",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+           "--v=0", "--dump-dom", (report["out"] / "index.html").resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    dom = proc.stdout
+    assert dom.count('class="lb-row') == len(OPTS)
+    assert len(re.findall(r'<tr class="lb-row[^"]*" data-optimizer="([^"]+)"', dom)) == len(OPTS)
+    assert 'class="sortable"' in dom.split("<thead>")[1]  # the sorting script ran
