@@ -97,8 +97,10 @@ def failed_records(job: Job, message: str, provenance: Mapping[str, Any]) -> lis
 
 def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[dict]:
     """Train every run of `job` in one program; returns records (``failed`` ones on error)."""
+    from celo_bench import compile_cache
     from celo_bench.provenance import provenance
 
+    compile_cache.enable()
     prov = provenance()
     try:
         import jax
