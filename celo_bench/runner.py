@@ -57,10 +57,24 @@ def plan_grid(config: RunConfig) -> tuple[list[plan.Job], list[plan.Job], int]:
 def run(config: RunConfig, on_job: Callable | None = None, on_plan: Callable | None = None) -> RunSummary:
     """Execute every run of the grid that is not stored yet; returns the summary."""
     _, todo, skipped = plan_grid(config)
+    _require_data(todo)
     if on_plan:
         on_plan(todo)
     executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
     return run_jobs(todo, Store(config.results), executor, skipped=skipped, on_job=on_job)
+
+
+def _require_data(jobs: Sequence[plan.Job]) -> None:
+    """Fail before any training when a job's dataset is missing (the error names the fix)."""
+    from celo_bench import data
+    from celo_bench.suite import canonical_json
+
+    seen = set()
+    for job in jobs:
+        key = (job.task.dataset, canonical_json(job.task.data))
+        if key not in seen:
+            seen.add(key)
+            data.require(job.task.dataset, job.task.data)
 
 
 def status(config: RunConfig) -> dict:

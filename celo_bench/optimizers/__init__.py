@@ -8,7 +8,7 @@ from typing import Any
 import optax
 
 from celo_bench.errors import CeloBenchError
-from celo_bench.optimizers import handcrafted  # noqa: F401  (registers factories)
+from celo_bench.optimizers import extra, handcrafted  # noqa: F401  (registers factories)
 from celo_bench.optimizers._registry import FACTORIES, FactoryEntry, factory, register
 from celo_bench.suite import OptimizerSpec, load_registry
 
