@@ -3,8 +3,9 @@
 Per run the loop follows the reference evaluation protocol (learned_optimization's
 ``single_task_training_curves``): for ``i = 0..T`` inclusive, evaluate every
 ``eval_every`` steps *before* the update of step ``i`` (``last_eval_batches`` at
-``i == T``), then take a training step, so ``T + 1`` updates are applied and the
-minibatch loss is recorded at every step.
+``i == T``), then take a training step (``T + 1`` steps in the reference); the
+minibatch loss is recorded at every step (the last update itself is unobservable and
+skipped).
 
 The seed fixes parameter init, per-step keys, evaluation batches **and the data order**:
 each run draws its own epoch permutations of the training split from its seed.
@@ -143,9 +144,15 @@ class _Program:
         return state, (ev, losses)
 
     def finish(self, data, consts, state):
-        """Final evaluation at ``i == T`` and the reference loop's extra last update."""
+        """Final evaluation at ``i == T`` and the minibatch loss of step ``T``.
+
+        The reference loop also applies an update at ``i == T``; its result is never
+        observed, so only the loss it records is computed (no backward pass to compile).
+        """
         ev = self.evaluate(data, consts, state, self.T, self.last_eval_batches)
-        _, loss = self.train_step(data, consts, state, jnp.asarray(self.T))
+        batch = jax.tree_util.tree_map(lambda a: a[consts.order[self.T]], data["train"])
+        key = jax.random.fold_in(consts.step_key, self.T)
+        loss, _ = self.task.loss(state.params, state.model_state, key, batch)
         return ev, loss
 
     def full_run(self, data, hparams, seed):
