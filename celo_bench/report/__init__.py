@@ -50,7 +50,8 @@ def _taus(matrices: dict, crit: str) -> np.ndarray:
     return np.linspace(0.0, max(1.25, 1.1 * top), 81)
 
 
-def render_report(res: Results, out: Path, *, results_dir: Path, registry: Registry) -> list[Path]:
+def render_report(res: Results, out: Path, *, results_dir: Path, registry: Registry,
+                  highlight: str | None = None) -> list[Path]:
     """Write every report file for scored results; returns the paths written."""
     out = Path(out)
     figdir, tabdir, taskdir = out / "figures", out / "tables", out / "figures" / "tasks"
@@ -61,7 +62,7 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
     for table in tables.all_tables(res, results_dir):
         written += table.write(tabdir)
     lb = out / "leaderboard.md"
-    lb.write_text(leaderboard_markdown(res, registry), encoding="utf-8")
+    lb.write_text(leaderboard_markdown(res, registry, highlight), encoding="utf-8")
     written.append(lb)
 
     mats = res.matrices
@@ -130,7 +131,7 @@ same results.
 def write_report(
     *, suite: str, results: Path, out: Path, reps: int = agg.DEFAULT_REPS,
     seed: int = agg.DEFAULT_SEED, config: ScoreConfig | None = None,
-    registry: Registry | None = None, command: str | None = None,
+    registry: Registry | None = None, command: str | None = None, highlight: str | None = None,
 ) -> Path:
     """Score `results` for `suite` and write the full report into `out`; returns `out`.
 
@@ -140,7 +141,7 @@ def write_report(
     reg = registry or load_registry()
     results, out = Path(results), Path(out)
     res = score_results(results, suite, config=config, reps=reps, seed=seed, registry=reg)
-    written = render_report(res, out, results_dir=results, registry=reg)
+    written = render_report(res, out, results_dir=results, registry=reg, highlight=highlight)
     command = command or "celo-bench report " + shlex.join(
         ["--suite", suite, "--results", str(results), "--out", str(out)]
         + (["--reps", str(reps)] if reps != agg.DEFAULT_REPS else [])

@@ -22,6 +22,10 @@ def _notes(res: Results, registry: Registry) -> list[str]:
         if r.optimizer_kind == "learned":
             note = (spec.meta_training if spec else "") or "meta-training not documented in its spec"
             out.append(f"`{r.optimizer}` (learned, not tuned): {note}")
+        elif r.optimizer_kind == "submission":  # provenance of submitted code and checkpoint
+            text = "; ".join(x for x in (spec.reference, spec.meta_training) if x) if spec else (
+                "source and checkpoint sha256 are in its run records' provenance")
+            out.append(f"`{r.optimizer}` (submission): {text}")
     edges = res.tasks[res.tasks["edge"] != ""]
     if len(edges):
         items = ", ".join(f"{t}/{o} ({e})" for t, o, e in edges[["task", "optimizer", "edge"]].itertuples(index=False))
@@ -30,15 +34,18 @@ def _notes(res: Results, registry: Registry) -> list[str]:
     return out
 
 
-def leaderboard_rows(res: Results) -> tuple[list[str], list[list[str]]]:
+def leaderboard_rows(res: Results, highlight: str | None = None) -> tuple[list[str], list[list[str]]]:
     ref = res.config.reference
     cols = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "speedup IQM [95% CI]",
             "FL mean", "FL opt. gap", "SU mean", "SU opt. gap", f"P(better than {ref})",
             "diverged / failed", "tasks"]
     rows = []
     for r in res.aggregate.itertuples(index=False):
+        name = f"**{r.optimizer}**" if r.optimizer == ref else r.optimizer
+        if r.optimizer == highlight:  # the submission just ranked
+            name = f"**{r.optimizer}** ◀ new"
         rows.append([
-            str(r.rank) if pd.notna(r.rank) else "-", f"**{r.optimizer}**" if r.optimizer == ref else r.optimizer,
+            str(r.rank) if pd.notna(r.rank) else "-", name,
             KIND_LABELS.get(r.optimizer_kind, r.optimizer_kind),
             with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
             with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
@@ -50,9 +57,10 @@ def leaderboard_rows(res: Results) -> tuple[list[str], list[list[str]]]:
     return cols, rows
 
 
-def leaderboard_markdown(res: Results, registry: Registry) -> str:
-    """The leaderboard block (markers included); deterministic for the same results."""
-    cols, rows = leaderboard_rows(res)
+def leaderboard_markdown(res: Results, registry: Registry, highlight: str | None = None) -> str:
+    """The leaderboard block (markers included); deterministic for the same results.
+    `highlight` marks one optimizer's row (``celo-bench submit`` marks the submission)."""
+    cols, rows = leaderboard_rows(res, highlight)
     c = res.config
     lines = [
         BEGIN, "",

@@ -1,0 +1,141 @@
+"""``celo-bench validate PATH`` and ``celo-bench submit PATH``: rank a new optimizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from celo_bench.cli._common import (
+    FormatOpt,
+    ResultsOpt,
+    SuiteOpt,
+    console,
+    emit_json,
+    out,
+    results_path,
+)
+
+EXIT_INVALID = 2
+TimeoutOpt = typer.Option(
+    180.0, "--timeout", min=1.0, help="Seconds allowed for the code checks (run in a separate process)."
+)
+
+
+def _print_failures(report, quiet: bool) -> None:
+    """One line per failure (what is wrong -- fix: how), on stderr."""
+    if quiet or report.ok:
+        return
+    for line in report.lines():
+        typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
+    console.print(f"[red]{report.folder}: {len(report.failures)} problem(s); nothing was run or written[/]")
+
+
+def validate_command(
+    path: Path = typer.Argument(..., help="Submission folder (submission.toml + optimizer.py)."),
+    timeout: float = TimeoutOpt,
+    fmt=FormatOpt,
+) -> None:
+    """Check a submission: metadata, search space, checkpoint, then its code in a separate, time-limited process."""
+    from celo_bench.submission import validate_submission
+
+    report = validate_submission(path, timeout=timeout)
+    if fmt.value == "json":
+        emit_json(report.as_dict())
+    elif report.ok:
+        sub = report.submission
+        console.print(f"[green]ok[/]: {sub.name} ({sub.kind}) passed {len(report.passed)} checks in "
+                      f"{report.seconds:.1f}s: {', '.join(report.passed)}")
+        console.print(f"optimizer.py sha256 {report.source_sha256}")
+        if report.checkpoint_sha256:
+            console.print(f"checkpoint sha256 {report.checkpoint_sha256}")
+    _print_failures(report, fmt.value == "json")
+    if not report.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _ci(row: dict, metric: str) -> str:
+    import math
+
+    v = row.get(f"{metric}_iqm")
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.3f} [{row[f'{metric}_iqm_low']:.3f}, {row[f'{metric}_iqm_high']:.3f}]"
+
+
+def _print_ranking(res) -> None:
+    table = Table(title=f"suite {res.suite} v{res.suite_version}: IQM [95% CI] relative to tuned adam")
+    for col in ("#", "optimizer", "kind", "final loss", "speedup", "tasks"):
+        wide = col in ("final loss", "speedup")  # CIs may wrap on narrow terminals
+        table.add_column(col, no_wrap=not wide, min_width=10 if col == "kind" else None)
+    for r in res.leaderboard:
+        mine = r["optimizer"] == res.name
+        rank = "-" if r["rank"] != r["rank"] else str(int(r["rank"]))  # NaN: unranked
+        name = f"[bold]{r['optimizer']} <- new[/]" if mine else r["optimizer"]
+        table.add_row(rank, name, r["optimizer_kind"], _ci(r, "final_loss"), _ci(r, "speedup"),
+                      f"{r['tasks']}/{r['tasks_total']}")
+    out.print(table)
+    if res.rank is None:
+        out.print(f"{res.name}: not ranked")
+    else:
+        out.print(f"{res.name} ranks {res.rank} of {res.of}: final loss IQM {_ci(res.row, 'final_loss')}, "
+                  f"speedup IQM {_ci(res.row, 'speedup')}")
+
+
+def submit_command(
+    path: Path = typer.Argument(..., help="Submission folder (submission.toml + optimizer.py)."),
+    suite: str = SuiteOpt,
+    results: Path = ResultsOpt,
+    reports_dir: Path = typer.Option(Path("reports"), "--out", help="Report folder (leaderboard.md, ...)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Horizon override (must match the stored baselines)."),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="Seeds override (must match the stored baselines)."),
+    run_baselines: bool = typer.Option(
+        False, "--run-baselines/--no-run-baselines",
+        help="Run missing baseline runs first (default: use the store, report what is missing)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Rewrite the report with the new row marked."),
+    reps: int = typer.Option(None, "--reps", min=1, help="Bootstrap repetitions (default 2000)."),
+    timeout: float = TimeoutOpt,
+    fmt=FormatOpt,
+) -> None:
+    """Validate a submission, train only its missing runs, score it against tuned Adam and rank it."""
+    from celo_bench.submission import SubmissionInvalid, submit
+
+    quiet = fmt.value == "json"
+
+    def on_plan(todo):
+        if not quiet:
+            n = sum(len(j.runs) for j in todo)
+            console.print(f"training {n} runs in {len(todo)} jobs" if n else "nothing to train: every run is stored")
+
+    def on_job(job, records):
+        if not quiet:
+            bad = sum(r["status"] != "ok" for r in records)
+            console.log(f"{job.name}: {len(records)} runs" + (f" [yellow]{bad} not ok[/]" if bad else ""))
+
+    try:
+        res = submit(path, suite=suite, results=results_path(results), out=reports_dir if report else None,
+                     steps=steps, seeds=seeds, run_baselines=run_baselines, timeout=timeout, reps=reps,
+                     on_plan=on_plan, on_job=on_job)
+    except SubmissionInvalid as e:
+        if quiet:
+            emit_json({"ok": False, **e.report.as_dict()})
+        _print_failures(e.report, quiet)
+        raise typer.Exit(EXIT_INVALID) from None
+    if quiet:
+        emit_json({"ok": True, **res.as_dict()})
+        return
+    s = res.summary
+    console.print(f"[bold]{res.name}[/]: executed {s.executed}, skipped {s.skipped} (already stored), "
+                  f"diverged {s.diverged}, failed {s.failed}"
+                  + (f"; baseline runs executed {res.baselines_run}" if res.baselines_run else ""))
+    _print_ranking(res)
+    for note in res.notes:
+        console.print(f"[yellow]note[/]: {note}")
+    if res.report:
+        console.print(f"report: {res.report}/leaderboard.md (row marked)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate_command)
+    app.command("submit")(submit_command)

@@ -1,0 +1,198 @@
+"""``celo-bench submit``: validate, run only the submission's missing cells, score, rank.
+
+Baselines are never re-run implicitly: their runs come from the results store. The
+reference (tuned Adam) must be there for the same suite version, horizon and seeds, or
+nothing runs (``run_baselines=True`` runs the missing baseline runs first); other
+missing baselines are reported and ranked without. Runs are content-addressed, so
+submitting the same folder again trains nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from celo_bench.errors import CeloBenchError
+from celo_bench.execute import EngineSettings, RunSummary, make_executor, run_jobs
+from celo_bench.plan import Job
+from celo_bench.runner import RunConfig, plan_grid
+from celo_bench.score import ScoreConfig
+from celo_bench.store import Store
+from celo_bench.submission import loader
+from celo_bench.submission.validate import DEFAULT_TIMEOUT, SubmissionInvalid, validate_submission
+from celo_bench.suite import load_registry
+
+
+@dataclass
+class SubmitResult:
+    """What ``submit`` did and where the submission ranks (``rank`` None: not scored)."""
+
+    name: str
+    suite: str
+    suite_version: str
+    summary: RunSummary
+    baselines_run: int = 0
+    missing_baselines: dict[str, int] = field(default_factory=dict)
+    provenance: dict[str, str] = field(default_factory=dict)
+    rank: int | None = None
+    of: int = 0
+    row: dict[str, Any] = field(default_factory=dict)
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    report: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "suite": self.suite, "suite_version": self.suite_version,
+            "executed": self.summary.executed, "skipped": self.summary.skipped,
+            "diverged": self.summary.diverged, "failed": self.summary.failed,
+            "baselines_run": self.baselines_run, "missing_baselines": self.missing_baselines,
+            "provenance": self.provenance, "rank": self.rank, "of": self.of, "row": _plain(self.row),
+            "report": str(self.report) if self.report else None, "notes": self.notes,
+        }
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready values: NumPy scalars to Python, NaN to None."""
+    out = {}
+    for k, v in row.items():
+        v = v.item() if hasattr(v, "item") else v
+        out[k] = None if isinstance(v, float) and v != v else v
+    return out
+
+
+def _runs(jobs: list[Job]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for j in jobs:
+        out[j.optimizer.name] = out.get(j.optimizer.name, 0) + len(j.runs)
+    return out
+
+
+def _reference_missing(store: Store, suite: str, version: str, ref: str, n: int, cfg: RunConfig) -> str:
+    """The message when the reference's runs are missing; names other suite versions found."""
+    df = store.read(optimizers=[ref], curves=False)
+    df = df[df["suite"] == suite] if len(df) else df
+    found = sorted(set(df["suite_version"])) if len(df) else []
+    others = [v for v in found if v != version]
+    flags = "".join(f" --{k} {v}" for k, v in (("steps", cfg.steps), ("seeds", cfg.seeds)) if v)
+    why = ""
+    if others and version not in found:
+        why = (f" (the store holds '{ref}' runs of suite '{suite}' version {', '.join(others)} only: "
+               f"results of different suite versions are never compared)")
+    elif found:
+        horizons = sorted(set(df.loc[df["suite_version"] == version, "num_steps"]))
+        why = f" (stored '{ref}' runs have horizons {horizons} and other seeds or grids)"
+    return (f"{n} runs of the reference '{ref}' for suite '{suite}' v{version} are missing from "
+            f"{cfg.results}{why}; every score is relative to it: run `celo-bench run --suite {suite} "
+            f"-o {ref}{flags} --results {cfg.results} --no-report` first, or pass --run-baselines")
+
+
+def _conflicts(store: Store, jobs: list[Job], name: str) -> None:
+    """Refuse to mix runs of an edited submission with the stored runs of its old code."""
+    planned = {r.key for j in jobs for r in j.runs}
+    horizon = {j.task.name: j.num_steps for j in jobs}
+    df = store.read(optimizers=[name], curves=False)
+    if df.empty:
+        return
+    version = jobs[0].runs[0].suite_version if jobs and jobs[0].runs else None
+    same = df[(df["suite"] == jobs[0].runs[0].suite) & (df["suite_version"] == version)
+              & (df["num_steps"] == df["task"].map(horizon))]
+    stale = same[~same["key"].isin(planned)]
+    if len(stale):
+        folder = store.root / stale["task"].iloc[0] / name
+        raise CeloBenchError(
+            f"{store.root} already holds {len(stale)} runs of '{name}' from a different optimizer.py, "
+            f"checkpoint or search space; they would be scored together with the new ones. Rename the "
+            f"submission (name in submission.toml), or delete its old runs ({folder} and the same "
+            "folder under the other tasks)"
+        )
+
+
+def submit(
+    folder: str | Path,
+    *,
+    suite: str,
+    results: Path,
+    out: Path | None = Path("reports"),
+    steps: int | None = None,
+    seeds: int | None = None,
+    run_baselines: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    reps: int | None = None,
+    on_plan: Callable[[list[Job]], None] | None = None,
+    on_job: Callable[[Job, list[dict]], None] | None = None,
+) -> SubmitResult:
+    """Validate `folder`, train its missing runs on `suite`, score it, write the report.
+
+    Nothing is written to `results` unless validation passed and the reference's runs
+    are available (or `run_baselines`). `out=None` skips the report.
+
+    Raises:
+        SubmissionInvalid: the submission failed validation (``.report`` lists why).
+        CeloBenchError: missing reference runs, stale runs of an edited submission, or an
+            unknown suite.
+    """
+    from celo_bench.aggregate import DEFAULT_REPS
+    from celo_bench.results import score_results
+
+    reps = reps or DEFAULT_REPS
+    report = validate_submission(folder, timeout=timeout)
+    if not report.ok:
+        raise SubmissionInvalid(report)
+    sub = report.submission
+    base_reg = load_registry()
+    suite_spec = base_reg.suite(suite)
+    spec = loader.register_submission(sub)
+    reg = base_reg.with_optimizer(spec)
+    results = Path(results)
+    store = Store(results)
+    cfg = RunConfig(suite=suite, seeds=seeds, steps=steps, results=results, registry=reg)
+    ref = ScoreConfig.for_suite(suite_spec).reference
+
+    _, todo_base, _ = plan_grid(replace(cfg, optimizers=list(suite_spec.optimizers)))
+    missing = _runs(todo_base)
+    if missing.get(ref) and not run_baselines:
+        raise CeloBenchError(_reference_missing(store, suite, suite_spec.version, ref, missing[ref], cfg))
+    jobs, todo, skipped = plan_grid(replace(cfg, optimizers=[sub.name]))
+    _conflicts(store, jobs, sub.name)
+
+    prov = loader.provenance(sub)
+    todo = [replace(j, provenance=prov) for j in todo]
+    executor = make_executor("local", EngineSettings())
+    result = SubmitResult(name=sub.name, suite=suite, suite_version=suite_spec.version,
+                          summary=RunSummary(skipped=skipped), provenance=prov)
+    if run_baselines and todo_base:
+        if on_plan:
+            on_plan(todo_base + todo)
+        result.baselines_run = run_jobs(todo_base, store, executor, on_job=on_job).executed
+    else:
+        result.missing_baselines = missing
+        if on_plan:
+            on_plan(todo)
+    result.summary = run_jobs(todo, store, executor, skipped=skipped, on_job=on_job)
+    if result.missing_baselines:
+        result.notes.append("ranked without the missing baseline runs: " + ", ".join(
+            f"{k} ({v})" for k, v in sorted(result.missing_baselines.items()))
+            + "; pass --run-baselines to run them")
+
+    res = score_results(results, suite, reps=reps, registry=reg)
+    result.notes += list(res.notes)
+    table = res.aggregate
+    result.leaderboard = table.to_dict("records")
+    result.of = int(table["rank"].notna().sum())
+    mine = table[table["optimizer"] == sub.name]
+    if len(mine) and pd.notna(mine["rank"].iloc[0]):
+        result.rank = int(mine["rank"].iloc[0])
+        result.row = mine.iloc[0].to_dict()
+    else:
+        result.notes.append(f"'{sub.name}' has no scored task: are its runs at the stored horizon?")
+    if out is not None:
+        from celo_bench.report import write_report
+
+        result.report = write_report(suite=suite, results=results, out=Path(out), reps=reps,
+                                     registry=reg, highlight=sub.name)
+    return result
