@@ -1,0 +1,137 @@
+"""theta.state checkpoints: key-path loading, verification, sources, clear failures."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from celo_bench.errors import CheckpointError
+from celo_bench.optimizers import checkpoint as ck
+from celo_bench.optimizers._registry import factory
+from celo_bench.suite import load_registry
+
+WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
+needs_weights = pytest.mark.skipif(
+    not (WEIGHTS / "celo" / "theta.state").is_file(),
+    reason=f"published Celo weights not found at {WEIGHTS} (../shared/weights)",
+)
+
+
+def _random(name: str) -> dict:
+    return jax.tree_util.tree_map(np.asarray, factory(name).init_meta_params(jax.random.PRNGKey(3)))
+
+
+def _template(name: str):
+    return jax.eval_shape(factory(name).init_meta_params, jax.random.PRNGKey(0))
+
+
+def test_write_read_round_trip_by_key_path(tmp_path):
+    theta = _random("celo_adam")
+    path = ck.write(tmp_path / "theta.state", theta)
+    loaded = ck.load(path, _template("celo_adam"))
+    for key, leaf in ck.flatten(theta).items():
+        np.testing.assert_array_equal(ck.flatten(loaded)[key], leaf)
+    # The haiku module name "rnn/linear" is one key containing a slash.
+    assert ("rnn_params", "rnn/linear", "w") in ck.flatten(loaded)
+
+
+def test_hidden_and_cell_are_matched_by_name_not_order(tmp_path):
+    theta = _random("celo_adam")
+    hidden, cell = theta["lstm_init_state"]["hidden"], theta["lstm_init_state"]["cell"]
+    swapped = dict(theta, lstm_init_state={"cell": cell, "hidden": hidden})  # other file order
+    loaded = ck.load(ck.write(tmp_path / "t.state", swapped), _template("celo_adam"))
+    np.testing.assert_array_equal(loaded["lstm_init_state"]["hidden"], hidden)
+    np.testing.assert_array_equal(loaded["lstm_init_state"]["cell"], cell)
+
+
+def test_other_architecture_names_first_missing_key(tmp_path):
+    path = ck.write(tmp_path / "theta.state", _random("celo_adam"))
+    with pytest.raises(CheckpointError, match=r"ff_mod_stack/~/b0' \(shape \(1, 4\)\) is missing"):
+        ck.load(path, _template("celo"))
+
+
+def test_wrong_shape_names_key_and_both_shapes(tmp_path):
+    theta = _random("celo_adam")
+    theta["rnn_params"]["step_size"]["w"] = np.zeros((32, 1), np.float32)
+    path = ck.write(tmp_path / "theta.state", theta)
+    with pytest.raises(CheckpointError, match=r"'rnn_params/step_size/w' has shape \(32, 1\), expected \(64, 1\)"):
+        ck.load(path, _template("celo_adam"))
+
+
+def test_extra_key_is_rejected(tmp_path):
+    theta = _random("celo_adam")
+    theta["rnn_params"]["bonus"] = {"w": np.zeros((2,), np.float32)}
+    with pytest.raises(CheckpointError, match="unexpected key 'rnn_params/bonus/w'"):
+        ck.load(ck.write(tmp_path / "t.state", theta), _template("celo_adam"))
+
+
+def test_truncated_file_is_rejected(tmp_path):
+    data = ck.encode(_random("celo_adam"))
+    path = tmp_path / "theta.state"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a flax-msgpack"):
+        ck.load(path, _template("celo_adam"))
+
+
+def test_pickle_is_refused(tmp_path):
+    path = tmp_path / "theta.state"
+    path.write_bytes(pickle.dumps(_random("celo_adam")))
+    with pytest.raises(CheckpointError, match="pickle"):
+        ck.read(path)
+
+
+def test_wrong_sha256_is_rejected(tmp_path):
+    path = ck.write(tmp_path / "theta.state", _random("celo_adam"))
+    with pytest.raises(CheckpointError, match="sha256 .* does not match"):
+        ck.read(path, sha256="0" * 64)
+
+
+def test_env_folder_is_used_and_verified(tmp_path, monkeypatch):
+    spec = load_registry().optimizer("celo_adam")
+    theta = _random("celo_adam")
+    ck.write(tmp_path / "celo_adam" / "theta.state", theta)
+    monkeypatch.setenv(ck.ENV_FOLDER, str(tmp_path))
+    with pytest.raises(CheckpointError, match="sha256"):  # the spec's hash is the published file's
+        ck.load_for_spec(spec)
+    data = (tmp_path / "celo_adam" / "theta.state").read_bytes()
+    spec_ok = replace(spec, checkpoint={**spec.checkpoint, "sha256": hashlib.sha256(data).hexdigest()})
+    loaded = ck.load_for_spec(spec_ok)
+    np.testing.assert_array_equal(loaded["rnn_params"]["step_size"]["b"], theta["rnn_params"]["step_size"]["b"])
+
+
+def test_offline_without_source_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv(ck.ENV_FOLDER, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache
+    spec = load_registry().optimizer("velo_s")
+    with pytest.raises(CheckpointError, match=r"--checkpoint PATH.*CELO_BENCH_CHECKPOINTS"):
+        ck.load_for_spec(spec)
+    with pytest.raises(CheckpointError, match="no published checkpoint"):
+        ck.load_for_spec(load_registry().optimizer("nn_adam"))
+
+
+def test_explicit_missing_path_is_clear():
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ck.load_for_spec(load_registry().optimizer("celo"), "/nonexistent/theta.state")
+
+
+@needs_weights
+@pytest.mark.parametrize("name, leaves, n_values, step_b", [
+    ("celo", 33, 37089, 0.29133), ("celo_adam", 12, 36865, 0.095636),
+])
+def test_published_checkpoints_load_unchanged(name, leaves, n_values, step_b):
+    spec = load_registry().optimizer(name)
+    path = WEIGHTS / name / "theta.state"
+    ck.read(path, sha256=spec.checkpoint["sha256"])  # the spec's hash is the file's
+    theta = ck.load_for_spec(spec, str(path))
+    flat = ck.flatten(theta)
+    assert len(flat) == leaves
+    assert sum(v.size for v in flat.values()) == n_values
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in flat.values())
+    np.testing.assert_allclose(theta["rnn_params"]["step_size"]["b"], [step_b], rtol=1e-4)
