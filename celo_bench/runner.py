@@ -58,10 +58,38 @@ def run(config: RunConfig, on_job: Callable | None = None, on_plan: Callable | N
     """Execute every run of the grid that is not stored yet; returns the summary."""
     _, todo, skipped = plan_grid(config)
     _require_data(todo)
+    todo, unavailable = split_unavailable(todo)
     if on_plan:
         on_plan(todo)
     executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
-    return run_jobs(todo, Store(config.results), executor, skipped=skipped, on_job=on_job)
+    summary = run_jobs(todo, Store(config.results), executor, skipped=skipped, on_job=on_job)
+    summary.unavailable = unavailable
+    return summary
+
+
+def split_unavailable(jobs: Sequence[plan.Job]) -> tuple[list[plan.Job], dict[str, str]]:
+    """Drop jobs of learned optimizers whose checkpoint cannot be found or fetched.
+
+    They are reported (optimizer -> reason), not recorded as failures: the runs stay
+    missing, and run again once a checkpoint is available (e.g. ``CELO_BENCH_CHECKPOINTS``).
+    """
+    from celo_bench.errors import CheckpointError
+    from celo_bench.optimizers import factory
+    from celo_bench.optimizers.checkpoint import resolve
+
+    keep, unavailable = [], {}
+    for job in jobs:
+        spec = job.optimizer
+        if spec.name in unavailable:
+            continue
+        if factory(spec.factory).learned:
+            try:
+                resolve(spec, None)
+            except CheckpointError as e:
+                unavailable[spec.name] = str(e)
+                continue
+        keep.append(job)
+    return keep, unavailable
 
 
 def _require_data(jobs: Sequence[plan.Job]) -> None:

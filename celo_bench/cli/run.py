@@ -94,6 +94,8 @@ def run_command(
             f"[bold]done[/]: executed {summary.executed}, skipped {summary.skipped} (already stored), "
             f"diverged {summary.diverged}, failed {summary.failed} in {summary.seconds:.1f}s"
         )
+        for name, why in summary.unavailable.items():
+            console.print(f"[yellow]skipped {name}[/]: {why}")
         if report_dir:
             console.print(f"report: {report_dir}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from celo_bench.errors import CeloBenchError
 from celo_bench.execute._job import EngineSettings, execute_job, failed_records
@@ -24,6 +24,7 @@ class RunSummary:
     failed: int = 0
     jobs: int = 0
     seconds: float = 0.0
+    unavailable: dict[str, str] = field(default_factory=dict)  # learned optimizer -> why skipped
 
     def as_dict(self) -> dict:
         return asdict(self)
