@@ -1,0 +1,135 @@
+"""``celo-bench meta-train ARCH``: meta-train a learned optimizer with the Celo recipe.
+
+Thin layer over :mod:`celo_bench.metatrain.recipe`. Bad arguments (unknown architecture,
+a phase the architecture lacks, a missing ``--init``, non-positive numbers) are reported
+as one line with exit code 2 before any compilation starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from celo_bench.cli._common import Format, FormatOpt, console, emit_json, out
+
+
+def _progress():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("meta-loss {task.fields[loss]}"), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+def meta_train_command(
+    arch: str = typer.Argument(..., help="Learned optimizer: celo, celo_adam, velo_s, rnn_mlp_lopt, "
+                               "adafac_mlp_lopt, nn_adam, ..."),
+    phase: str = typer.Option(None, "--phase", help="Celo only: 1 (update-rule MLP, scheduler off), 2 "
+                              "(scheduler, needs --init), or joint. Default: both phases for Celo, "
+                              "joint for the others."),
+    init: Path = typer.Option(None, "--init", help="Start from this theta.state (or its folder)."),
+    preset: str = typer.Option("cpu", "--preset", help="smoke (minutes), cpu (about an hour on 2 "
+                               "cores, offline digits) or paper (the paper's recipe, GPU-days)."),
+    outer_iterations: int = typer.Option(None, "--outer-iterations", help="Outer steps (per phase; "
+                                         "default: the preset's)."),
+    outer_lr: float = typer.Option(None, "--outer-lr", help="AdamW learning rate (default: the "
+                                   "preset's; paper 3e-4, cpu 1e-3, smoke 1e-2)."),
+    seed: int = typer.Option(0, "--seed", help="Run seed (meta-parameter init, tasks, noise)."),
+    out_dir: Path = typer.Option(None, "--out", help="Output folder (default metatrain/ARCH-PRESET-seedS); "
+                                 "an existing run there is resumed."),
+    tasks: list[str] = typer.Option(None, "--tasks", help="Meta-training datasets (default: the "
+                                    "preset's), e.g. digits,fashion_mnist."),
+    sweep: bool = typer.Option(False, "--sweep", help="Outer-LR sweep: 5 rates x 3 seeds, best "
+                               "checkpoint by held-out meta-validation loss into OUT/best."),
+    fmt: Format = FormatOpt,
+) -> None:
+    """Meta-train a learned optimizer (truncated PES, task augmentation, Celo's two phases)."""
+    from celo_bench.cli._common import split_names
+    from celo_bench.errors import CeloBenchError
+    from celo_bench.metatrain import recipe
+    from celo_bench.metatrain.tasks import available
+
+    if outer_iterations is not None and outer_iterations < 1:
+        raise CeloBenchError(f"--outer-iterations must be >= 1, got {outer_iterations}")
+    if outer_lr is not None and not outer_lr > 0:
+        raise CeloBenchError(f"--outer-lr must be > 0, got {outer_lr}")
+    options = dict(phase=phase, preset=preset, init=str(init) if init else None,
+                   outer_iterations=outer_iterations, tasks=split_names(tasks))
+    quiet = fmt == Format.json
+    progress, bar = _progress(), {}
+
+    def on_phase(ph, cfg):
+        label = f"{arch} phase {ph}" if ph != "joint" else arch
+        if not quiet:
+            if not progress.live.is_started:
+                progress.start()
+            bar["id"] = progress.add_task(label, total=cfg.outer_iterations, loss="…")
+            present, missing = available(cfg.tasks, cfg.image_size)
+            absent = f" (no data here: {', '.join(missing)})" if missing else ""
+            progress.console.log(f"{label}: tasks {', '.join(present) or 'none'}{absent}, "
+                                 f"{cfg.outer_iterations} outer steps, lr {cfg.outer_lr:g} "
+                                 "(the first step compiles)")
+
+    def on_step(done, total, loss):
+        if not quiet and "id" in bar:
+            progress.update(bar["id"], completed=done, loss=f"{loss:.4f}")
+
+    try:
+        if sweep:
+            if out_dir is None:
+                out_dir = Path("metatrain") / f"{arch}-{preset}-sweep"
+            recipe.plan(arch, seed=0, out=out_dir, outer_lr=outer_lr, **options)  # validate first
+            if outer_lr is not None or seed != 0:
+                raise CeloBenchError("--sweep chooses --outer-lr and --seed itself; do not pass them")
+            summary = recipe.sweep(arch, out=out_dir, on_phase=on_phase, on_step=on_step, **options)
+            card = json.loads((Path(summary["best_checkpoint"]).parent / "card.json").read_text())
+            result = {"checkpoint": summary["best_checkpoint"], "best": summary["best"],
+                      "sweep": str(out_dir / "sweep.json"), "outer_iterations": card["outer_step"],
+                      "meta_loss_first": card["meta_loss_first"], "meta_loss_last": card["meta_loss_last"]}
+        else:
+            recipe.plan(arch, outer_lr=outer_lr, seed=seed, out=out_dir, **options)  # validate first
+            results = recipe.meta_train(arch, outer_lr=outer_lr, seed=seed, out=out_dir,
+                                        on_phase=on_phase, on_step=on_step, **options)
+            final = results[-1]
+            result = {
+                "checkpoint": str(final.checkpoint),
+                "outer_iterations": final.outer_iterations,
+                "meta_loss_first": final.meta_loss_first,
+                "meta_loss_last": final.meta_loss_last,
+                "phases": [{"phase": r.card["phase"], "checkpoint": str(r.checkpoint),
+                            "outer_iterations": r.outer_iterations, "meta_loss_first": r.meta_loss_first,
+                            "meta_loss_last": r.meta_loss_last, "wall_seconds": round(r.wall_seconds, 1),
+                            "resumed_from": r.resumed_from} for r in results],
+                "label": final.card["label"],
+            }
+    finally:
+        if progress.live.is_started:
+            progress.stop()
+    if quiet:
+        emit_json(result)
+        return
+    if sweep:
+        b = result["best"]
+        out.print(f"best: lr {b['outer_lr']:g} seed {b['seed']} step {b['step']} "
+                  f"(meta-validation {b['meta_validation_loss']:.4f}) -> {result['checkpoint']}")
+        return
+    for ph in result["phases"]:
+        out.print(f"phase {ph['phase']}: {ph['outer_iterations']} outer steps, meta-loss "
+                  f"{ph['meta_loss_first']:.4f} -> {ph['meta_loss_last']:.4f} "
+                  f"({ph['wall_seconds']:.0f} s) -> {ph['checkpoint']}")
+    out.print(f"checkpoint: {result['checkpoint']} ({result['label']}); use it with "
+              f"`--checkpoint {Path(result['checkpoint']).parent}`")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("meta-train")(meta_train_command)

@@ -1,0 +1,165 @@
+"""The user-facing recipe: one architecture, its phases, and the outer learning-rate sweep.
+
+:func:`meta_train` runs Celo's two phases in one call (phase 1 into ``OUT/phase1``,
+phase 2 from its result into ``OUT``) unless a phase is named; every other architecture
+is trained jointly into ``OUT``. ``OUT/theta.state`` is always the final checkpoint.
+
+:func:`sweep` is the paper's outer learning-rate sweep (5 rates x 3 seeds, addendum of
+paper-protocol.md). **Selection rule:** every checkpoint saved by the final phase of
+every (rate, seed) run is scored with the held-out meta-validation loss of
+:mod:`celo_bench.metatrain.validation`; the checkpoint with the lowest score wins (ties:
+the earlier rate, seed and step in sweep order). It is copied to ``OUT/best`` with its
+card, and ``OUT/sweep.json`` lists every score.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from celo_bench.errors import CeloBenchError
+from celo_bench.metatrain import artifacts
+from celo_bench.metatrain.config import (
+    OUTER_LR_GRID,
+    SWEEP_SEEDS,
+    MetaTrainConfig,
+    phase2_iterations,
+    preset_config,
+)
+from celo_bench.metatrain.phases import TWO_PHASE, check_phase
+from celo_bench.metatrain.trainer import MetaTrainer, RunResult, make_opt_fn
+
+PhaseCallback = Callable[[str, MetaTrainConfig], None]
+
+
+def default_out(arch: str, preset: str, seed: int) -> Path:
+    return Path("metatrain") / f"{arch}-{preset}-seed{seed}"
+
+
+def plan(
+    arch: str,
+    *,
+    phase: str | None = None,
+    preset: str = "paper",
+    init: str | None = None,
+    outer_iterations: int | None = None,
+    outer_lr: float | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    tasks: Sequence[str] | None = None,
+) -> list[tuple[MetaTrainConfig, Path]]:
+    """The (config, output folder) of each phase to run, validated before any work."""
+    from celo_bench.metatrain.trainer import learned_entry
+
+    learned_entry(arch)
+    out = Path(out) if out is not None else default_out(arch, preset, seed)
+    common = dict(outer_lr=outer_lr, seed=seed, tasks=tuple(tasks) if tasks else None)
+    if phase is None and arch in TWO_PHASE:
+        p1 = preset_config(arch, preset, phase="1", init=init, outer_iterations=outer_iterations, **common)
+        n2 = outer_iterations if outer_iterations is not None else phase2_iterations(preset)
+        p2 = preset_config(arch, preset, phase="2", init=str(out / "phase1"), outer_iterations=n2, **common)
+        return [(p1, out / "phase1"), (p2, out)]
+    phase = phase or "joint"
+    check_phase(arch, phase)
+    if arch == "celo" and phase == "2" and not init:
+        raise CeloBenchError(
+            "celo phase 2 trains the scheduler on top of a phase-1 MLP: pass --init PHASE1_DIR "
+            "(or omit --phase to run both phases)"
+        )
+    if init is not None and not Path(init).expanduser().exists():
+        raise CeloBenchError(f"--init {init} does not exist")
+    cfg = preset_config(arch, preset, phase=phase, init=init, outer_iterations=outer_iterations, **common)
+    return [(cfg, out)]
+
+
+def meta_train(
+    arch: str,
+    *,
+    on_phase: PhaseCallback | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    **options: Any,
+) -> list[RunResult]:
+    """Run every phase of :func:`plan`; returns their results (the last one is final)."""
+    results = []
+    for cfg, out in plan(arch, **options):
+        if on_phase is not None:
+            on_phase(cfg.phase, cfg)
+        results.append(MetaTrainer(cfg, out).run(on_step))
+    return results
+
+
+def sweep(
+    arch: str,
+    *,
+    out: str | Path,
+    lrs: Sequence[float] = OUTER_LR_GRID,
+    seeds: Sequence[int] = SWEEP_SEEDS,
+    on_run: Callable[[float, int], None] | None = None,
+    on_phase: PhaseCallback | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    **options: Any,
+) -> dict:
+    """The outer-LR sweep and its selection (module docstring); returns the sweep summary."""
+    from celo_bench.metatrain.tasks import build_family
+    from celo_bench.metatrain.validation import meta_validation_loss
+
+    out = Path(out)
+    for key in ("outer_lr", "seed", "out"):
+        if options.get(key) not in (None, 0):
+            raise CeloBenchError(f"--sweep sets {key.replace('_', '-')} itself; do not pass it")
+        options.pop(key, None)
+    rows, family, final_cfg = [], None, None
+    for lr in lrs:
+        for seed in seeds:
+            run_out = out / f"lr{lr:g}-seed{seed}"
+            if on_run is not None:
+                on_run(lr, seed)
+            results = meta_train(arch, outer_lr=lr, seed=seed, out=run_out, on_phase=on_phase,
+                                 on_step=on_step, **options)
+            final_cfg = plan(arch, outer_lr=lr, seed=seed, out=run_out, **options)[-1][0]
+            if family is None:
+                family = build_family(final_cfg.tasks, image_size=final_cfg.image_size,
+                                      hidden=final_cfg.hidden, batch_size=final_cfg.batch_size,
+                                      reparam_range=None)
+            make_opt = make_opt_fn(arch, final_cfg.phase)
+            for folder in sorted((results[-1].out / "checkpoints").iterdir()):
+                from celo_bench.metatrain.trainer import load_init
+
+                score = meta_validation_loss(
+                    family, make_opt, load_init(arch, folder), horizon=final_cfg.val_horizon,
+                    instances=final_cfg.val_instances, every=final_cfg.val_every,
+                )
+                rows.append({"outer_lr": lr, "seed": seed, "step": int(folder.name),
+                             "checkpoint": str(folder), **score})
+    best = min(rows, key=lambda r: r["meta_validation_loss"])
+    best_dir = out / "best"
+    if best_dir.exists():
+        shutil.rmtree(best_dir)
+    shutil.copytree(best["checkpoint"], best_dir)
+    card = _read_json(best_dir / artifacts.CARD_JSON)
+    card.update({"meta_validation_loss": best["meta_validation_loss"], "selected_by": RULE,
+                 "sweep": {"outer_lrs": list(lrs), "seeds": list(seeds)}})
+    artifacts.write_json(best_dir / artifacts.CARD_JSON, card)
+    (best_dir / artifacts.CARD_MD).write_text(artifacts.card_markdown(card))
+    summary = {"rule": RULE, "best": best, "best_checkpoint": str(best_dir / "theta.state"),
+               "runs": rows, "validation": {"horizon": final_cfg.val_horizon,
+                                            "instances_per_task": final_cfg.val_instances,
+                                            "every": final_cfg.val_every}}
+    artifacts.write_json(out / "sweep.json", summary)
+    return summary
+
+
+RULE = ("lowest held-out meta-validation loss (mean normalised outer_valid loss over a "
+        "val_horizon-step run of fixed, unaugmented task instances) over every checkpoint of "
+        "the final phase of every (outer_lr, seed) run; ties go to the earlier rate, seed, step")
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+__all__ = ["RULE", "default_out", "meta_train", "plan", "sweep"]
