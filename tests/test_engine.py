@@ -98,3 +98,18 @@ def test_diverging_run_does_not_spoil_the_others(task):
 def test_horizon_must_be_a_multiple_of_eval_every(task):
     with pytest.raises(ValueError, match="multiple of eval_every"):
         run_job(task, adam, {"learning_rate": np.array([1e-3])}, np.array([0]), num_steps=25, strategy=Strategy())
+
+
+def test_bench_engine_json_reports_a_ratio_and_equal_curves():
+    import json
+
+    from typer.testing import CliRunner
+
+    from celo_bench.cli import app
+
+    out = CliRunner().invoke(app, ["bench", "engine", "--steps", "20", "--repeats", "1", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.stdout)
+    assert res["runs"] == 15 and res["steps"] == 20
+    assert res["ratio"] > 0 and res["engine_seconds"] > 0 and res["loop_seconds"] > 0
+    assert res["max_abs_diff"] < 1e-4  # both sides trained the same runs
