@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from celo_bench.errors import SpecError, UnknownNameError
-from celo_bench.models import mlp
+from celo_bench.models import conv, lopt_task, mlp, rnn_lm, transformer_lm, vit
 from celo_bench.task import Model
 
 Builder = Callable[..., Model]
@@ -18,6 +18,11 @@ Builder = Callable[..., Model]
 BUILDERS: dict[str, Builder] = {
     "mlp": mlp.build_classifier,
     "mlp_autoencoder": mlp.build_autoencoder,
+    "conv": conv.build_convnet,
+    "vit": vit.build_vit,
+    "transformer_lm": transformer_lm.build_transformer_lm,
+    "lstm_lm": rnn_lm.build_lstm_lm,
+    "lopt": lopt_task.build_lopt_task,
 }
 
 

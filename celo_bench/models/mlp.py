@@ -1,7 +1,9 @@
 """Image MLPs: classifiers (optionally with LayerNorm) and MLP autoencoders.
 
-Weights use haiku's default init (truncated normal, variance 1/fan_in, which is flax's
-``lecun_normal``) and zero biases, like learned_optimization's ``hk.nets.MLP``.
+Weights use haiku's default init (:data:`~celo_bench.models._init.HAIKU_DEFAULT`: normal
+with stddev 1/sqrt(fan_in) truncated at 2 stddev) and zero biases, like learned_optimization's
+``hk.nets.MLP``; LayerNorm uses haiku's epsilon (1e-5) and sits between Linear and activation
+(``_MLPImageTaskNorm``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from celo_bench.models._init import HAIKU_DEFAULT, HAIKU_LN_EPS
 from celo_bench.models._losses import images_to_float, softmax_cross_entropy
 from celo_bench.task import Model
 
@@ -29,11 +32,11 @@ class MLP(nn.Module):
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = nn.Dense(width)(x)
+            x = nn.Dense(width, kernel_init=HAIKU_DEFAULT)(x)
             if self.layer_norm:
-                x = nn.LayerNorm()(x)
+                x = nn.LayerNorm(epsilon=HAIKU_LN_EPS)(x)
             x = act(x)
-        return nn.Dense(self.out)(x)
+        return nn.Dense(self.out, kernel_init=HAIKU_DEFAULT)(x)
 
 
 def _flat_images(batch) -> jax.Array:
