@@ -97,7 +97,37 @@ def load_records(results: str | os.PathLike, suite: SuiteSpec, registry: Registr
         if len(horizons) > 1:
             notes.append(f"task {task}: {int((g['num_steps'] != horizon).sum())} records at other horizons ignored")
         keep.append(g[g["num_steps"] == horizon])
-    return pd.concat(keep).reset_index(drop=True), notes
+    out = pd.concat(keep).reset_index(drop=True)
+    in_grid = _in_current_grid(out, suite, registry)
+    if (~in_grid).any():
+        notes.append(f"{int((~in_grid).sum())} records at grid points no longer in the suite's grids ignored")
+    return out[in_grid].reset_index(drop=True), notes
+
+
+def _in_current_grid(records: pd.DataFrame, suite: SuiteSpec, registry: Registry) -> pd.Series:
+    """True for records whose hyper-parameters are a point of their optimizer's current grid.
+
+    A grid that was widened or shifted leaves its old points in the store; tuning must only
+    see the points the suite asks for. Optimizers outside the registry (submissions) and
+    untuned ones are kept as they are.
+    """
+    import json
+
+    from celo_bench.plan import grid_points
+
+    allowed: dict[str, set] = {}
+    for name, spec in registry.optimizers.items():
+        grid = suite.grids.get(name) or spec.grid
+        if grid:
+            allowed[name] = {tuple(sorted((k, float(f"{v:.6g}")) for k, v in p.items())) for p in grid_points(grid)}
+
+    def ok(row) -> bool:
+        if row["optimizer"] not in allowed:
+            return True
+        point = tuple(sorted((k, float(f"{v:.6g}")) for k, v in json.loads(row["hparams"]).items()))
+        return point in allowed[row["optimizer"]]
+
+    return records.apply(ok, axis=1).astype(bool)
 
 
 def score_results(

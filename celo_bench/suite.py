@@ -74,10 +74,11 @@ class OptimizerSpec:
         return bool(self.grid)
 
     def resolved(self) -> dict[str, Any]:
+        """What changes a run's numbers. The grid does not (each run's own point is in its
+        key), so widening a grid keeps the runs already stored."""
         d = asdict(self)
-        for k in ("path", "description", "reference", "meta_training"):
+        for k in ("path", "description", "reference", "meta_training", "grid"):
             d.pop(k)
-        d["grid"] = {k: list(v) for k, v in self.grid.items()}
         return d
 
 

@@ -49,6 +49,7 @@ def run_command(
     ray_max_retries: int = typer.Option(None, "--ray-max-retries", min=0, envvar="CELO_BENCH_RAY_MAX_RETRIES", help="Ray: re-runs of a job whose worker died (default 3)."),
     steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop (default: measured per family)."),
     runs_strategy: str = typer.Option(None, "--runs-strategy", help="vmap | sequential (default: measured per family)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-execute runs recorded as failed."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the grid is done."),
     reports_dir: Path = typer.Option(Path("reports"), "--out", help="Report folder."),
@@ -58,7 +59,7 @@ def run_command(
     config = RunConfig(
         suite=suite, tasks=split_names(tasks), optimizers=split_names(optimizers), seeds=seeds,
         steps=steps, results=results, executor=executor, address=address, retry_failed=retry_failed,
-        engine=EngineSettings(steps_strategy=steps_strategy, runs_strategy=runs_strategy),
+        engine=EngineSettings(steps_strategy=steps_strategy, runs_strategy=runs_strategy, parallel_jobs=jobs),
         executor_options={"num_cpus": ray_cpus, "num_gpus": ray_gpus, "memory_gb": ray_memory_gb,
                           "max_retries": ray_max_retries},
     )

@@ -85,6 +85,7 @@ class _Program:
         self.batch, self.every = spec.batch_size, spec.eval_every
         self.eval_batches, self.last_eval_batches = spec.eval_batches, spec.last_eval_batches
         self.n_train = task.dataset.size("train")
+        self.chunk = math.gcd(self.eval_batches, self.last_eval_batches)
 
     def optimizer(self, hparams: Any) -> optax.GradientTransformationExtraArgs:
         return _as_extra_args(self.make_optimizer(hparams))
@@ -110,62 +111,88 @@ class _Program:
         params = optax.apply_updates(state.params, updates)
         return RunState(params, model_state, opt_state), loss
 
-    def evaluate(self, data: Any, consts: RunConsts, state: RunState, i: jax.Array, n_batches: int):
-        """Mean loss over `n_batches` random batches of each eval split, at step `i`.
+    def eval_chunk(self, data: Any, consts: RunConsts, state: RunState, i: jax.Array, c: jax.Array):
+        """Mean loss per eval split over chunk `c` (``chunk`` batches each) at step `i`.
 
-        The batches of all splits are gathered first and evaluated in one batched
-        forward pass (one large program beats three small ones on CPU).
+        An evaluation of ``n`` batches is ``n / chunk`` chunks, so the regular and the final
+        evaluation share one piece of code. All splits' batches are drawn with one uniform
+        draw and evaluated in one batched forward pass (few, large ops compile and run
+        fastest on CPU).
         """
-        batches, keys = [], []
+        k_idx, k_loss = jax.random.split(jax.random.fold_in(jax.random.fold_in(consts.eval_key, i), c))
+        S, g = len(EVAL_SPLITS), self.chunk
+        u = jax.random.uniform(k_idx, (S, g, self.batch))
+        batches = []
         for s, split in enumerate(EVAL_SPLITS):
             arrays = data[split]
             n = next(iter(arrays.values())).shape[0]
-            key = jax.random.fold_in(jax.random.fold_in(consts.eval_key, i), s)
-            idx = jax.random.randint(key, (n_batches, self.batch), 0, n)
+            idx = jnp.minimum((u[s] * n).astype(jnp.int32), n - 1)
             batches.append(jax.tree_util.tree_map(lambda a, idx=idx: a[idx], arrays))
-            keys.append(jax.random.split(key, n_batches))
         stacked = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *batches)
 
         def one(batch, k):
             return self.task.loss(state.params, state.model_state, k, batch)[0]
 
-        losses = jax.vmap(one)(stacked, jnp.concatenate(keys))
-        return jnp.mean(losses.reshape(len(EVAL_SPLITS), n_batches), axis=1)
+        losses = jax.vmap(one)(stacked, jax.random.split(k_loss, S * g))
+        return jnp.mean(losses.reshape(S, g), axis=1)
 
-    def block(self, data, consts, state, b, unroll: bool = False):
-        """Evaluate at step ``b * eval_every``, then train ``eval_every`` steps."""
-        start = b * self.every
-        ev = self.evaluate(data, consts, state, start, self.eval_batches)
+    def schedule(self) -> np.ndarray:
+        """Rows ``(step, chunk, trains)``: one eval chunk each, then ``eval_every`` steps if ``trains``."""
+        rows = []
+        for b in range(self.T // self.every + 1):
+            last = b == self.T // self.every
+            k = (self.last_eval_batches if last else self.eval_batches) // self.chunk
+            rows += [(b * self.every, c, int(c == k - 1 and not last)) for c in range(k)]
+        return np.asarray(rows, dtype=np.int32)
+
+    def train_steps(self, data, consts, state, start, n: int, unroll: bool = False):
+        """`n` training steps from step `start`; losses of shape ``(n,)``."""
+        if n == 1:  # no loop at all: convolution gradients inside loops are slow on CPU
+            state, loss = self.train_step(data, consts, state, start)
+            return state, loss[None]
 
         def body(st, i):
             return self.train_step(data, consts, st, i)
 
-        state, losses = jax.lax.scan(body, state, start + jnp.arange(self.every), unroll=unroll)
-        return state, (ev, losses)
+        return jax.lax.scan(body, state, start + jnp.arange(n), unroll=unroll)
 
-    def finish(self, data, consts, state):
-        """Final evaluation at ``i == T`` and the minibatch loss of step ``T``.
+    def final_loss(self, data, consts, state):
+        """Minibatch loss of step ``T``.
 
         The reference loop also applies an update at ``i == T``; its result is never
         observed, so only the loss it records is computed (no backward pass to compile).
         """
-        ev = self.evaluate(data, consts, state, self.T, self.last_eval_batches)
         batch = jax.tree_util.tree_map(lambda a: a[consts.order[self.T]], data["train"])
         key = jax.random.fold_in(consts.step_key, self.T)
-        loss, _ = self.task.loss(state.params, state.model_state, key, batch)
-        return ev, loss
+        return self.task.loss(state.params, state.model_state, key, batch)[0]
 
     def full_run(self, data, hparams, seed):
+        """The whole horizon as one scan over the schedule; each piece of code appears once."""
         state, consts = self.init(data, hparams, seed)
-        n_blocks = self.T // self.every
+        sched = jnp.asarray(self.schedule())
 
-        def body(st, b):
-            return self.block(data, consts, st, b)
+        def body(st, row):
+            ev = self.eval_chunk(data, consts, st, row[0], row[1])
 
-        state, (evs, losses) = jax.lax.scan(body, state, jnp.arange(n_blocks))
-        ev_last, loss_last = self.finish(data, consts, state)
-        train = jnp.concatenate([losses.reshape(-1), loss_last[None]])
-        evals = jnp.concatenate([evs, ev_last[None]], axis=0)  # (E, splits)
+            def train(st):
+                return self.train_steps(data, consts, st, row[0], self.every)
+
+            def skip(st):
+                return st, jnp.zeros((self.every,), jnp.float32)
+
+            st, losses = jax.lax.cond(row[2] == 1, train, skip, st)
+            return st, (ev, losses)
+
+        state, (evs, losses) = jax.lax.scan(body, state, sched)
+        return evs, losses, self.final_loss(data, consts, state)
+
+    def assemble(self, evs: np.ndarray, losses: np.ndarray, last: np.ndarray):
+        """Raw per-row outputs (leading run axis) -> ``train (R, T + 1)``, ``evals (R, E, splits)``."""
+        sched = self.schedule()
+        R = evs.shape[0]
+        train = np.concatenate([losses[:, sched[:, 2] == 1].reshape(R, -1), last.reshape(R, 1)], axis=1)
+        points = np.unique(sched[:, 0])
+        evals = np.stack([evs[:, sched[:, 0] == p].mean(axis=1) for p in points], axis=1)
         return train, evals
 
 
@@ -176,80 +203,81 @@ def _timed_compile(fn, *args):
 
 
 def _run_scan(prog: _Program, data, hparams, seeds, vmap: bool):
-    fn = jax.vmap(prog.full_run, in_axes=(None, 0, 0)) if vmap else prog.full_run
+    """The whole job as one program (vmap) or one single-run program reused (sequential)."""
     if vmap:
+        fn = jax.vmap(prog.full_run, in_axes=(None, 0, 0))
         compiled, c = _timed_compile(fn, data, hparams, seeds)
         t0 = time.perf_counter()
-        train, evals = jax.block_until_ready(compiled(data, hparams, seeds))
-        return np.asarray(train), np.asarray(evals), c, time.perf_counter() - t0, 1
+        outs = [np.asarray(x) for x in jax.block_until_ready(compiled(data, hparams, seeds))]
+        return (*prog.assemble(*outs), c, time.perf_counter() - t0, 1)
     one = jax.tree_util.tree_map(lambda a: a[0], (hparams, seeds))
-    compiled, c = _timed_compile(fn, data, *one)
+    compiled, c = _timed_compile(prog.full_run, data, *one)
     t0 = time.perf_counter()
     outs = []
     for r in range(seeds.shape[0]):
         args = jax.tree_util.tree_map(lambda a, r=r: a[r], (hparams, seeds))
-        outs.append(jax.block_until_ready(compiled(data, *args)))
-    train = np.stack([np.asarray(o[0]) for o in outs])
-    evals = np.stack([np.asarray(o[1]) for o in outs])
-    return train, evals, c, time.perf_counter() - t0, 1
+        outs.append([np.asarray(x) for x in jax.block_until_ready(compiled(data, *args))])
+    stacked = [np.stack([o[k] for o in outs]) for k in range(3)]
+    return (*prog.assemble(*stacked), c, time.perf_counter() - t0, 1)
 
 
 def _run_loop(prog: _Program, data, hparams, seeds, vmap: bool, block_size: int):
-    """Python loop over jitted blocks of steps (fast for convolutions on CPU)."""
+    """Python loop over jitted pieces: eval chunk, a block of steps, the final loss.
+
+    Fast for convolutions on CPU, where gradients inside ``lax.scan`` are slow.
+    """
     block_size = math.gcd(block_size, prog.every)  # blocks never straddle an evaluation
     wrap = (lambda f, axes: jax.vmap(f, in_axes=axes)) if vmap else (lambda f, axes: f)
 
-    def evaluate(data, consts, state, i):
-        return prog.evaluate(data, consts, state, i, prog.eval_batches)
-
     def steps(data, consts, state, start):
-        def body(st, i):
-            return prog.train_step(data, consts, st, i)
-
-        return jax.lax.scan(body, state, start + jnp.arange(block_size), unroll=True)
+        return prog.train_steps(data, consts, state, start, block_size, unroll=True)
 
     f_init = wrap(prog.init, (None, 0, 0))
-    f_eval = wrap(evaluate, (None, 0, 0, None))
+    f_eval = wrap(prog.eval_chunk, (None, 0, 0, None, None))
     f_steps = wrap(steps, (None, 0, 0, None))
-    f_finish = wrap(prog.finish, (None, 0, 0))
+    f_last = wrap(prog.final_loss, (None, 0, 0))
+    sched = prog.schedule()
 
     def run_one(hp, sd, compiled=None):
         t_compile = 0.0
         if compiled is None:
             ci, a = _timed_compile(f_init, data, hp, sd)
             state0, consts0 = ci(data, hp, sd)
-            i0 = jnp.asarray(0)
-            ce, b = _timed_compile(f_eval, data, consts0, state0, i0)
+            i0 = jnp.asarray(0, jnp.int32)
+            ce, b = _timed_compile(f_eval, data, consts0, state0, i0, i0)
             cs, c = _timed_compile(f_steps, data, consts0, state0, i0)
-            cf, d = _timed_compile(f_finish, data, consts0, state0)
-            compiled, t_compile = (ci, ce, cs, cf), a + b + c + d
-        ci, ce, cs, cf = compiled
+            cl, d = _timed_compile(f_last, data, consts0, state0)
+            compiled, t_compile = (ci, ce, cs, cl), a + b + c + d
+        ci, ce, cs, cl = compiled
         t0 = time.perf_counter()
         state, consts = ci(data, hp, sd)
         evs, losses = [], []
-        for start in range(0, prog.T, block_size):
-            if start % prog.every == 0:
-                evs.append(ce(data, consts, state, jnp.asarray(start)))
-            state, loss = cs(data, consts, state, jnp.asarray(start))
-            losses.append(loss)
-        ev_last, loss_last = cf(data, consts, state)
-        jax.block_until_ready(loss_last)
-        ax = -1
-        train = np.concatenate([np.asarray(x) for x in losses] + [np.asarray(loss_last)[..., None]], axis=ax)
-        evals = np.stack([np.asarray(e) for e in evs] + [np.asarray(ev_last)], axis=-2)
-        return train, evals, t_compile, time.perf_counter() - t0, compiled
+        for step, chunk, trains in sched:
+            evs.append(ce(data, consts, state, jnp.asarray(step), jnp.asarray(chunk)))
+            block = []
+            if trains:
+                for start in range(step, step + prog.every, block_size):
+                    state, loss = cs(data, consts, state, jnp.asarray(start, jnp.int32))
+                    block.append(loss)
+            losses.append(block)
+        last = jax.block_until_ready(cl(data, consts, state))
+        ax = 1 if vmap else 0
+        ev = np.stack([np.asarray(e) for e in evs], axis=ax)
+        tr = np.stack([np.concatenate([np.asarray(x) for x in b], axis=-1) if b else
+                       np.zeros(np.shape(last) + (prog.every,), np.float32) for b in losses], axis=ax)
+        return (ev, tr, np.asarray(last)), t_compile, time.perf_counter() - t0, compiled
 
     if vmap:
-        train, evals, c, r, _ = run_one(hparams, seeds)
-        return train, evals, c, r, 4
-    compiled, trains, evalss, c_total, r_total = None, [], [], 0.0, 0.0
+        raw, c, r, _ = run_one(hparams, seeds)
+        return (*prog.assemble(*raw), c, r, 4)
+    compiled, raws, c_total, r_total = None, [], 0.0, 0.0
     for r in range(seeds.shape[0]):
         hp, sd = jax.tree_util.tree_map(lambda a, r=r: a[r], (hparams, seeds))
-        train, evals, c, t, compiled = run_one(hp, sd, compiled)
-        trains.append(train)
-        evalss.append(evals)
+        raw, c, t, compiled = run_one(hp, sd, compiled)
+        raws.append(raw)
         c_total, r_total = c_total + c, r_total + t
-    return np.stack(trains), np.stack(evalss), c_total, r_total, 4
+    stacked = [np.stack([x[k] for x in raws]) for k in range(3)]
+    return (*prog.assemble(*stacked), c_total, r_total, 4)
 
 
 def _bytes_per_run(task: Task, num_steps: int) -> int:

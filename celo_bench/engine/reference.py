@@ -6,8 +6,9 @@ semantics (tests compare the engine to it) and as the baseline of ``bench engine
 
 Seed semantics: ``PRNGKey(seed)`` splits into (init, data, step, eval) keys; the data
 order is concatenated epoch permutations of the train split drawn from the data key;
-the step key of step ``i`` is ``fold_in(step_key, i)``; evaluation batches of split ``s``
-at step ``i`` are drawn from ``fold_in(fold_in(eval_key, i), s)``.
+the step key of step ``i`` is ``fold_in(step_key, i)``; an evaluation at step ``i`` is
+``n / chunk`` chunks (``chunk = gcd(eval_batches, last_eval_batches)``), chunk ``c`` drawing
+its batches of every split from one uniform draw keyed by ``fold_in(fold_in(eval_key, i), c)``.
 """
 
 from __future__ import annotations
@@ -53,15 +54,22 @@ def reference_run(task: Task, optimizer: optax.GradientTransformation, seed: int
     def eval_loss(params, state, batches, keys):
         return jnp.mean(jax.vmap(lambda b, k: task.loss(params, state, k, b)[0])(batches, keys))
 
+    chunk = math.gcd(spec.eval_batches, spec.last_eval_batches)
+
     def evaluate(i: int, nb: int) -> list[float]:
-        out = []
-        for s, split in enumerate(EVAL_SPLITS):
-            arrays = data[split]
-            key = jax.random.fold_in(jax.random.fold_in(k_eval, i), s)
-            idx = np.asarray(jax.random.randint(key, (nb, B), 0, len(next(iter(arrays.values())))))
-            batches = {k: v[idx] for k, v in arrays.items()}
-            out.append(float(eval_loss(params, state, batches, jax.random.split(key, nb))))
-        return out
+        per_chunk = []
+        for c in range(nb // chunk):
+            k_idx, k_loss = jax.random.split(jax.random.fold_in(jax.random.fold_in(k_eval, i), c))
+            u = np.asarray(jax.random.uniform(k_idx, (len(EVAL_SPLITS), chunk, B)))
+            keys = jax.random.split(k_loss, len(EVAL_SPLITS) * chunk).reshape(len(EVAL_SPLITS), chunk, -1)
+            row = []
+            for s, split in enumerate(EVAL_SPLITS):
+                arrays = data[split]
+                n = len(next(iter(arrays.values())))
+                idx = np.minimum((u[s] * n).astype(np.int32), n - 1)
+                row.append(float(eval_loss(params, state, {k: v[idx] for k, v in arrays.items()}, keys[s])))
+            per_chunk.append(row)
+        return list(np.mean(per_chunk, axis=0))
 
     # Warm up (compile) both functions on throw-away inputs so timing excludes compilation.
     first = {k: v[order[0]] for k, v in data["train"].items()}

@@ -23,6 +23,7 @@ class EngineSettings:
     block_size: int = 1
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     max_runs_per_program: int | None = None
+    parallel_jobs: int | None = None  # local executor: jobs at once (None: 2 on CPU, 1 on GPU)
 
 
 def first_nonfinite(curve: np.ndarray, steps: np.ndarray) -> int | None:
