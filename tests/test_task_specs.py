@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -208,3 +209,27 @@ def test_list_tasks_json_has_facts_for_every_task(reg):
             assert row["n_params"] == EXPECTED[name], name
         else:
             assert isinstance(row["n_params"], int) and row["n_params"] > 0, name
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="needs the real Fashion-MNIST: apt-get install dataset-fashion-mnist",
+)
+def test_fmnist_suite_trains_both_paper_tasks_on_real_data(tmp_path):
+    """The two paper tasks whose data ships as a distribution package, through the whole grid path."""
+    from celo_bench.runner import RunConfig, run
+    from celo_bench.store import Store
+
+    cfg = RunConfig(
+        suite="fmnist", steps=20, seeds=1, optimizers=["adam"], results=tmp_path,
+        grids={"adam": {"learning_rate": [3e-3]}},
+    )
+    summary = run(cfg)
+    assert summary.executed == 2 and summary.failed == 0 and summary.diverged == 0
+    df = Store(tmp_path).read().set_index("task")
+    assert set(df.index) == {"ImageMLP_FashionMnist_Relu128x128", "LOpt_AdafacMLPLOpt_FashionMnist_50"}
+    for task, row in df.iterrows():
+        curve = row["eval_train_loss"]
+        assert curve[0] == pytest.approx(np.log(10), rel=0.15), task  # both start near ln(10)
+        assert curve[-1] < curve[0] - 0.01, (task, curve)
