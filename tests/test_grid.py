@@ -93,15 +93,23 @@ def test_failed_job_is_recorded_not_raised(tmp_path, monkeypatch):
 
 def test_cli_run_twice_then_status(tmp_path):
     runner = CliRunner()
-    args = ["run", "--suite", "smoke", "--results", str(tmp_path), "--no-report", "--format", "json"]
-    first = runner.invoke(app, args)
+    args = ["run", "--suite", "smoke", "--results", str(tmp_path), "--format", "json"]
+    first = runner.invoke(app, [*args, "--out", str(tmp_path / "reports")])
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout)
     assert summary["executed"] == 24 and summary["skipped"] == 0
     assert {"executed", "skipped", "diverged", "failed"} <= set(summary)
-    second = json.loads(runner.invoke(app, args).stdout)
+    # the run ends with the report of the real grid
+    reports = tmp_path / "reports"
+    assert summary["report"] == str(reports)
+    for name in ("leaderboard.md", "index.html", "README.md", "figures/main_iqm.png", "figures/main_iqm.pdf"):
+        assert (reports / name).stat().st_size > 0, name
+    board = (reports / "leaderboard.md").read_text()
+    assert "| adam |" in board.replace("**", "") and "| sgd |" in board
+    second = json.loads(runner.invoke(app, [*args, "--no-report"]).stdout)
     assert second["executed"] == 0 and second["skipped"] == 24
-    st = json.loads(runner.invoke(app, ["status", "--suite", "smoke", "--results", str(tmp_path), "--format", "json"]).stdout)
+    status_args = ["status", "--suite", "smoke", "--results", str(tmp_path), "--format", "json"]
+    st = json.loads(runner.invoke(app, status_args).stdout)
     assert st["missing"] == 0 and st["total"] == 24 == st["done"]
     assert {"failed", "diverged"} <= set(st)
 
