@@ -56,12 +56,12 @@ def plan_grid(config: RunConfig) -> tuple[list[plan.Job], list[plan.Job], int]:
 
 def run(config: RunConfig, on_job: Callable | None = None, on_plan: Callable | None = None) -> RunSummary:
     """Execute every run of the grid that is not stored yet; returns the summary."""
+    executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
     _, todo, skipped = plan_grid(config)
     _require_data(todo)
     todo, unavailable = split_unavailable(todo)
     if on_plan:
         on_plan(todo)
-    executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
     summary = run_jobs(todo, Store(config.results), executor, skipped=skipped, on_job=on_job)
     summary.unavailable = unavailable
     return summary
