@@ -56,6 +56,7 @@ def plan_grid(config: RunConfig) -> tuple[list[plan.Job], list[plan.Job], int]:
 
 def run(config: RunConfig, on_job: Callable | None = None, on_plan: Callable | None = None) -> RunSummary:
     """Execute every run of the grid that is not stored yet; returns the summary."""
+    _check_engine_settings(config.engine)
     executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
     _, todo, skipped = plan_grid(config)
     _require_data(todo)
@@ -90,6 +91,19 @@ def split_unavailable(jobs: Sequence[plan.Job]) -> tuple[list[plan.Job], dict[st
                 continue
         keep.append(job)
     return keep, unavailable
+
+
+def _check_engine_settings(settings: EngineSettings) -> None:
+    """Reject a bad strategy name up front (not as one failed record per run)."""
+    from celo_bench.engine._strategy import RUNS_CHOICES, STEPS_CHOICES
+    from celo_bench.errors import CeloBenchError
+
+    for value, choices, flag in (
+        (settings.steps_strategy, STEPS_CHOICES, "--steps-strategy"),
+        (settings.runs_strategy, RUNS_CHOICES, "--runs-strategy"),
+    ):
+        if value is not None and value not in choices:
+            raise CeloBenchError(f"{flag} must be one of {', '.join(choices)}, got '{value}'")
 
 
 def _require_data(jobs: Sequence[plan.Job]) -> None:

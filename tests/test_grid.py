@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from celo_bench.cli import app
+from celo_bench.execute import EngineSettings
 from celo_bench.runner import RunConfig, run, status
 from celo_bench.store import Store
 
@@ -136,3 +137,19 @@ def test_cli_unknown_suite_is_one_clear_line(tmp_path):
     assert proc.returncode == 2
     assert "unknown suite 'smok'" in proc.stderr and "Did you mean 'smoke'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"engine": EngineSettings(steps_strategy="fast")}, "--steps-strategy must be one of scan, loop"),
+        ({"engine": EngineSettings(runs_strategy="pmap")}, "--runs-strategy must be one of vmap, sequential"),
+        ({"executor": "slurm"}, "unknown executor 'slurm'"),
+    ],
+)
+def test_bad_run_settings_fail_before_anything_is_written(tmp_path, config, words):
+    from celo_bench.errors import CeloBenchError
+
+    with pytest.raises(CeloBenchError, match=words):
+        run(RunConfig(**FAST, results=tmp_path / "r", **config))
+    assert not (tmp_path / "r").exists()
