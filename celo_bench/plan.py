@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from celo_bench.engine import ENGINE_VERSION
+from celo_bench.errors import CeloBenchError
 from celo_bench.suite import OptimizerSpec, Registry, SuiteSpec, TaskSpec, canonical_json
 
 
@@ -88,8 +89,6 @@ def expand(
         tspec = registry.task(tname)
         T = steps or suite.steps or tspec.steps
         if T % tspec.eval_every:
-            from celo_bench.errors import CeloBenchError
-
             raise CeloBenchError(
                 f"--steps {T} is not a multiple of eval_every={tspec.eval_every} of task '{tname}'"
             )

@@ -70,10 +70,6 @@ class Store:
             return []
         return sorted(p for p in self.root.glob("*/*/*.parquet"))
 
-    def keys(self) -> set[str]:
-        """Keys of every stored record (a directory listing; no file is opened)."""
-        return {p.stem for p in self._files()}
-
     def statuses(self) -> dict[str, str]:
         """key -> status, reading only the status column."""
         out = {}

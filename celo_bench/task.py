@@ -63,9 +63,13 @@ class Task:
         return self.model.loss
 
     def n_params(self) -> int:
-        """Number of trainable scalars, computed from shapes only (no FLOPs, no data)."""
-        params, _ = jax.eval_shape(self.model.init, jax.random.PRNGKey(0))
-        return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+        return count_params(self.model)
+
+
+def count_params(model: Model) -> int:
+    """Number of trainable scalars, computed from shapes only (no FLOPs, no data)."""
+    params, _ = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
 
 
 def build_model_only(spec: TaskSpec, info: Mapping[str, Any]) -> Model:

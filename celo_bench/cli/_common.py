@@ -11,7 +11,6 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from celo_bench.errors import CeloBenchError
 from celo_bench.runner import DEFAULT_RESULTS, DEFAULT_SUITE
 
 
@@ -38,10 +37,6 @@ def split_names(values: list[str] | None) -> list[str] | None:
         return None
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
     return out or None
-
-
-def fail(message: str) -> None:
-    raise CeloBenchError(message)
 
 
 def results_path(path: Path) -> Path:

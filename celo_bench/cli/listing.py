@@ -36,16 +36,13 @@ def task_rows(names: list[str] | None = None, with_params: bool = True) -> list[
 def count_params(spec) -> int | None:
     from celo_bench.data.facts import dataset_info
     from celo_bench.task import build_model_only
+    from celo_bench.task import count_params as count
 
     try:
         model = build_model_only(spec, dataset_info(spec.dataset, spec.data))
     except Exception:  # a model that needs the data itself to be built
         return None
-    import jax
-    import numpy as np
-
-    params, _ = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+    return count(model)
 
 
 def optimizer_rows() -> list[dict]:

@@ -30,7 +30,7 @@ from celo_bench.results import Results, score_results
 from celo_bench.score import ScoreConfig
 from celo_bench.suite import Registry, load_registry
 
-__all__ = ["write_report", "render_report", "embed", "leaderboard_markdown"]
+__all__ = ["write_report", "write_scored_report", "render_report", "embed", "leaderboard_markdown"]
 
 GENERATED = ("*.png", "*.pdf", "*.csv", "*.md", "*.tex")
 
@@ -141,10 +141,20 @@ def write_report(
     reg = registry or load_registry()
     results, out = Path(results), Path(out)
     res = score_results(results, suite, config=config, reps=reps, seed=seed, registry=reg)
-    written = render_report(res, out, results_dir=results, registry=reg, highlight=highlight)
+    return write_scored_report(res, suite=suite, results=results, out=out, registry=reg,
+                               command=command, highlight=highlight)
+
+
+def write_scored_report(
+    res: Results, *, suite: str, results: Path, out: Path, registry: Registry,
+    command: str | None = None, highlight: str | None = None,
+) -> Path:
+    """Write the report of already-scored results (callers that scored need not score again)."""
+    results, out = Path(results), Path(out)
+    written = render_report(res, out, results_dir=results, registry=registry, highlight=highlight)
     command = command or "celo-bench report " + shlex.join(
         ["--suite", suite, "--results", str(results), "--out", str(out)]
-        + (["--reps", str(reps)] if reps != agg.DEFAULT_REPS else [])
+        + (["--reps", str(res.reps)] if res.reps != agg.DEFAULT_REPS else [])
     )
     (out / "README.md").write_text(_readme(res, results, written, out, command), encoding="utf-8")
     return out

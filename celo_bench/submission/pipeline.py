@@ -191,8 +191,8 @@ def submit(
     else:
         result.notes.append(f"'{sub.name}' has no scored task: are its runs at the stored horizon?")
     if out is not None:
-        from celo_bench.report import write_report
+        from celo_bench.report import write_scored_report
 
-        result.report = write_report(suite=suite, results=results, out=Path(out), reps=reps,
-                                     registry=reg, highlight=sub.name)
+        result.report = write_scored_report(res, suite=suite, results=results, out=Path(out),
+                                            registry=reg, highlight=sub.name)
     return result
