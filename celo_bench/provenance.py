@@ -11,6 +11,8 @@ from pathlib import Path
 @functools.cache
 def git_commit() -> str:
     root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():  # an installed copy: any git repo above it is not ours
+        return ""
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],

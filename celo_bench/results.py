@@ -27,7 +27,7 @@ from celo_bench.aggregate import DEFAULT_REPS, DEFAULT_SEED, ScoreMatrix, aggreg
 from celo_bench.errors import CeloBenchError
 from celo_bench.score import ScoreConfig, score_records
 from celo_bench.store import Store
-from celo_bench.suite import Registry, SuiteSpec, load_registry
+from celo_bench.suite import KIND_LABELS, Registry, SuiteSpec, load_registry
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,10 @@ def score_results(
     table, poi, mats = aggregate_table(
         scored.scores, scored.tasks, reference=config.reference, reps=reps, seed=seed, confidence=confidence
     )
+    table.insert(table.columns.get_loc("optimizer_kind") + 1, "kind_label", [
+        reg.optimizers[o].kind_label if o in reg.optimizers else KIND_LABELS.get(k, k)
+        for o, k in zip(table["optimizer"], table["optimizer_kind"], strict=True)
+    ])
     return Results(
         suite=suite, suite_version=spec.version, config=config, reps=reps, seed=seed,
         confidence=confidence, fingerprint=fingerprint(records), runs=scored.runs,

@@ -23,6 +23,8 @@ from celo_bench.errors import SpecError, UnknownNameError
 
 OPTIMIZER_KINDS = ("handcrafted", "learned", "extra", "submission")
 SELECTION_RULES = ("mean_over_seeds", "per_seed")
+KIND_LABELS = {"handcrafted": "hand-crafted", "learned": "learned", "extra": "extra",
+               "submission": "submission"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,14 @@ class OptimizerSpec:
     @property
     def tuned(self) -> bool:
         return bool(self.grid)
+
+    @property
+    def kind_label(self) -> str:
+        """The leaderboard's "kind" cell. Learned optimizers also say whose weights they run:
+        ``[checkpoint] label`` (e.g. "meta-trained here (cpu diet)"), else "published"."""
+        if self.kind != "learned":
+            return KIND_LABELS.get(self.kind, self.kind)
+        return f"learned · {self.checkpoint.get('label') or 'published'}"
 
     def resolved(self) -> dict[str, Any]:
         """What changes a run's numbers. The grid does not (each run's own point is in its
@@ -134,6 +144,7 @@ _CHECKPOINT_FIELDS = {
     "source": Field((str,), required=True),
     "sha256": Field((str,), default=""),
     "note": Field((str,), default=""),
+    "label": Field((str,), default=""),
 }
 _SUITE_FIELDS = {
     "name": Field((str,), required=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -135,3 +136,33 @@ def test_published_checkpoints_load_unchanged(name, leaves, n_values, step_b):
     assert sum(v.size for v in flat.values()) == n_values
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in flat.values())
     np.testing.assert_allclose(theta["rnn_params"]["step_size"]["b"], [step_b], rtol=1e-4)
+
+
+MADE_HERE = ("celo_cpu_diet", "rnn_mlp_lopt_cpu_diet", "adafac_mlp_lopt_cpu_diet", "velo_s_cpu_diet")
+
+
+@pytest.mark.parametrize("name", MADE_HERE)
+def test_weights_meta_trained_here_ship_with_the_package(name, monkeypatch, tmp_path):
+    """The cpu-diet weights load offline from any folder, verified, and say whose they are."""
+    monkeypatch.delenv(ck.ENV_FOLDER, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    spec = load_registry().optimizer(name)
+    assert spec.checkpoint["source"] == f"package://{name}" and len(spec.checkpoint["sha256"]) == 64
+    assert spec.kind_label == "learned · meta-trained here (cpu diet)"
+    assert "meta-trained here (cpu diet)" in spec.meta_training
+    theta = ck.load_for_spec(spec)
+    flat = ck.flatten(theta)
+    assert jax.tree_util.tree_structure(theta) == jax.tree_util.tree_structure(_template(spec.factory))
+    assert all(np.isfinite(v).all() for v in flat.values())
+    card = json.loads((ck.packaged(spec.checkpoint["source"]).parent / "card.json").read_text())
+    assert card["architecture"] == spec.factory and card["preset"] == "cpu"
+    assert card["outer_step"] == card["outer_iterations"] > 0  # a finished run, not a snapshot
+
+
+def test_packaged_source_that_does_not_exist_says_so():
+    spec = replace(load_registry().optimizer("celo"), checkpoint={"source": "package://nope"})
+    with pytest.raises(CheckpointError, match="reinstall"):
+        ck.load_for_spec(spec)
+    with pytest.raises(CheckpointError, match="reinstall"):
+        ck.load_for_spec(load_registry().optimizer("celo"), "package://")

@@ -9,6 +9,7 @@ the Gaussian-smoothed objective has exactly the gradient of the objective itself
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -284,6 +285,10 @@ def test_cli_meta_train_checkpoint_runs_through_the_engine(tmp_path, spec_tree, 
     assert np.isfinite(doc["meta_loss_first"]) and np.isfinite(doc["meta_loss_last"])
     card = json.loads((out / "card.json").read_text())
     assert card["tasks"] == ["digits"] and card["outer_step"] == 3 and "reparam" in card["augmentation"]
+    from celo_bench.optimizers import checkpoint as ck
+
+    start, end = (ck.flatten(ck.read(p / "theta.state")) for p in (out / "init", out))
+    assert start.keys() == end.keys() and any(not np.array_equal(start[k], end[k]) for k in start)
     opt = build("nn_adam", num_steps=10, checkpoint=str(out))
     params = {"w": jnp.ones((3, 2))}
     u, _ = opt.update({"w": jnp.ones((3, 2))}, opt.init(params), params, loss=jnp.asarray(1.0))
@@ -305,6 +310,25 @@ def test_cli_meta_train_checkpoint_runs_through_the_engine(tmp_path, spec_tree, 
     finally:
         load_registry.cache_clear()
 
+    # shipping the run with the package: weights + card into celo_bench/weights, a pinned spec
+    from celo_bench.metatrain.ship import main as ship_main
+    from celo_bench.suite import parse_optimizer
+
+    tree = tmp_path / "tree"
+    (tree / "celo_bench").mkdir(parents=True)
+    (tree / "baselines").mkdir()
+    ship_main([str(out), "--root", str(tree)])
+    shipped = tree / "celo_bench" / "weights" / "nn_adam_smoke_diet"
+    assert sorted(p.name for p in shipped.iterdir()) == ["card.json", "card.md", "meta_loss.png", "theta.state"]
+    pinned = parse_optimizer(tree / "baselines" / "nn_adam_smoke_diet.toml")
+    data = (shipped / "theta.state").read_bytes()
+    assert data == (out / "theta.state").read_bytes()
+    assert pinned.checkpoint == {"source": "package://nn_adam_smoke_diet", "note": pinned.checkpoint["note"],
+                                 "sha256": hashlib.sha256(data).hexdigest(),
+                                 "label": "meta-trained here (smoke diet)"}
+    with pytest.raises(SystemExit):  # not a finished run: a clear exit, nothing written
+        ship_main([str(tmp_path / "res"), "--root", str(tree)])
+
 
 def test_presets_follow_the_paper_recipe():
     cfg = preset_config("celo", "paper", phase="1")
@@ -313,8 +337,7 @@ def test_presets_follow_the_paper_recipe():
     assert (cfg.outer_lr, cfg.weight_decay, cfg.outer_iterations, cfg.nan_loss_value) == (3e-4, 1e-4, 100_000, 20.0)
     assert cfg.tasks == ("mnist", "fashion_mnist", "svhn", "cifar10")
     cpu = preset_config("celo", "cpu", phase="1")
-    assert cpu.tasks == ("digits",) and (cpu.truncation, cpu.max_horizon, cpu.std) == (50, 2000, 0.01)
-    assert Path(__file__).exists()
+    assert cpu.tasks == ("digits", "fashion_mnist") and (cpu.truncation, cpu.max_horizon, cpu.std) == (50, 2000, 0.01)
 
 
 @pytest.mark.slow
@@ -332,3 +355,23 @@ def test_outer_lr_sweep_picks_the_lowest_meta_validation_loss(tmp_path):
     assert card["meta_validation_loss"] == best["meta_validation_loss"]
     assert card["outer_optimizer"]["lr"] == best["outer_lr"]
     assert (tmp_path / "best" / "theta.state").read_bytes() == (Path(best["checkpoint"]) / "theta.state").read_bytes()
+
+
+@pytest.mark.slow
+def test_select_best_keeps_the_lowest_meta_validation_checkpoint(tmp_path):
+    """`--select-best`: every checkpoint of the run scored, the lowest copied to OUT/best."""
+    out = tmp_path / "mt"
+    res = _cli(["nn_adam", "--preset", "smoke", "--outer-iterations", "100", "--out", str(out),
+                "--select-best", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout[res.stdout.index("{"):])
+    rows = json.loads((out / "selection.json").read_text())["runs"]
+    assert [r["step"] for r in rows] == [50, 100]  # smoke checkpoints every 50 outer steps
+    best = min(rows, key=lambda r: r["meta_validation_loss"])
+    assert doc["best"] == {"step": best["step"], "meta_validation_loss": best["meta_validation_loss"]}
+    assert doc["checkpoint"] == str(out / "best" / "theta.state")
+    assert doc["final_checkpoint"] == str(out / "theta.state")
+    assert (out / "best" / "theta.state").read_bytes() == (Path(best["checkpoint"]) / "theta.state").read_bytes()
+    card = json.loads((out / "best" / "card.json").read_text())
+    assert card["selected_step"] == best["step"] == card["outer_step"]
+    assert "meta-validation" in card["selected_by"]

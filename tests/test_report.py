@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import re
@@ -20,6 +21,7 @@ from celo_bench.report import embed, write_report
 from celo_bench.report.figures import DPI
 from celo_bench.report.leaderboard import BEGIN, END
 from celo_bench.results import score_results
+from celo_bench.suite import OptimizerSpec
 
 TASKS = ["task_a", "task_b", "task_c"]
 OPTS = {"adam": ("handcrafted", 1.0), "sgd": ("handcrafted", 1.4), "celo": ("learned", 0.8),
@@ -54,6 +56,12 @@ def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     results = _fixture_results(base / "results")
     reg = registry(TASKS, list(OPTS), steps=100)
+    learned = {  # one published and one made-here checkpoint: the leaderboard keeps them apart
+        "celo": OptimizerSpec("celo", "learned", "celo", checkpoint={"source": "hf://amoudgl/celo"}),
+        "celo_adam": OptimizerSpec("celo_adam", "learned", "celo_adam", checkpoint={
+            "source": "package://celo_adam_cpu_diet", "label": "meta-trained here (cpu diet)"}),
+    }
+    reg = dataclasses.replace(reg, optimizers=learned)
     outs = [write_report(suite="fx", results=results, out=base / f"out{i}", reps=REPS, registry=reg)
             for i in (1, 2)]
     res = score_results(results, "fx", registry=reg, reps=REPS)
@@ -134,8 +142,9 @@ def test_leaderboard_rows_and_markers(report):
     names = [r.split("|")[2].strip().strip("*") for r in rows]
     assert names == list(report["res"].aggregate["optimizer"])
     kinds = dict(zip(names, [r.split("|")[3].strip() for r in rows], strict=True))
-    assert kinds == {"adam": "hand-crafted", "sgd": "hand-crafted", "celo": "learned",
-                     "celo_adam": "learned", "lion": "extra", "mine": "submission"}
+    assert kinds == {"adam": "hand-crafted", "sgd": "hand-crafted", "celo": "learned · published",
+                     "celo_adam": "learned · meta-trained here (cpu diet)", "lion": "extra",
+                     "mine": "submission"}
     sgd = next(r for r in rows if "| sgd |" in r)
     assert "9 / 0 of 27" in sgd  # 3 tasks x 3 seeds diverged at lr 0.1, never dropped
     lion = next(r for r in rows if "| lion |" in r)

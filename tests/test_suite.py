@@ -100,3 +100,24 @@ def test_suite_bad_seeds(tmp_path):
 def test_unknown_name_suggests_closest():
     with pytest.raises(UnknownNameError, match="Did you mean 'adam'"):
         load_registry().optimizer("adma")
+
+
+def test_installed_copy_inside_another_git_repo_reports_no_commit(tmp_path):
+    """site-packages may sit inside an unrelated git repo (e.g. pyenv's): never report its commit."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    import celo_bench.provenance as prov
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=x@y", "-c", "user.name=x",
+                    "commit", "-q", "--allow-empty", "-m", "unrelated"], check=True)
+    pkg = tmp_path / "site-packages" / "celo_bench"
+    pkg.mkdir(parents=True)
+    shutil.copy(prov.__file__, pkg / "provenance.py")
+    spec = importlib.util.spec_from_file_location("installed_provenance", pkg / "provenance.py")
+    installed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(installed)
+    assert installed.git_commit() == ""
+    assert len(prov.git_commit()) in (0, 12)  # the source checkout: its own commit (or no git)

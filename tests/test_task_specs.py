@@ -71,7 +71,11 @@ def test_suites(reg):
     assert (paper.seeds, paper.steps) == (3, 2000)
     assert (quick.version, quick.seeds) == ("1", 3)
     assert sorted(quick.tasks) == sorted(n for n, t in reg.tasks.items() if t.path.split("/")[-2] == "quick")
-    assert set(fmnist.tasks) == {"ImageMLP_FashionMnist_Relu128x128", "LOpt_AdafacMLPLOpt_FashionMnist_50"}
+    assert set(fmnist.tasks) == {"ImageMLP_FashionMnist_Relu128x128", "LOpt_AdafacMLPLOpt_FashionMnist_50",
+                                 "ImageMLP_FashionMnist8_Relu32"}
+    fm8 = reg.task("ImageMLP_FashionMnist8_Relu32")  # the meta-training task shape (§6.1)
+    assert (fm8.batch_size, fm8.steps, fm8.data, fm8.model["hidden"]) == (64, 2000, {"image_size": [8, 8]}, [32])
+    assert "ImageMLP_FashionMnist8_Relu32" not in reg.suite("paper").tasks
     assert fmnist.steps == 2000
     assert "adam" in quick.optimizers and "adam" in paper.optimizers
 
@@ -216,8 +220,8 @@ def test_list_tasks_json_has_facts_for_every_task(reg):
     not Path("/usr/share/datasets/fashion-mnist").is_dir(),
     reason="needs the real Fashion-MNIST: apt-get install dataset-fashion-mnist",
 )
-def test_fmnist_suite_trains_both_paper_tasks_on_real_data(tmp_path):
-    """The two paper tasks whose data ships as a distribution package, through the whole grid path."""
+def test_fmnist_suite_trains_its_tasks_on_real_data(tmp_path):
+    """The tasks whose data ships as a distribution package, through the whole grid path."""
     from celo_bench.runner import RunConfig, run
     from celo_bench.store import Store
 
@@ -226,10 +230,27 @@ def test_fmnist_suite_trains_both_paper_tasks_on_real_data(tmp_path):
         grids={"adam": {"learning_rate": [3e-3]}},
     )
     summary = run(cfg)
-    assert summary.executed == 2 and summary.failed == 0 and summary.diverged == 0
+    assert summary.executed == 3 and summary.failed == 0 and summary.diverged == 0
     df = Store(tmp_path).read().set_index("task")
-    assert set(df.index) == {"ImageMLP_FashionMnist_Relu128x128", "LOpt_AdafacMLPLOpt_FashionMnist_50"}
+    assert set(df.index) == {"ImageMLP_FashionMnist_Relu128x128", "LOpt_AdafacMLPLOpt_FashionMnist_50",
+                             "ImageMLP_FashionMnist8_Relu32"}
     for task, row in df.iterrows():
         curve = row["eval_train_loss"]
         assert curve[0] == pytest.approx(np.log(10), rel=0.15), task  # both start near ln(10)
         assert curve[-1] < curve[0] - 0.01, (task, curve)
+
+
+def test_list_optimizers_says_whose_weights_each_learned_optimizer_runs(reg):
+    from typer.testing import CliRunner
+
+    from celo_bench.cli import app
+
+    res = CliRunner().invoke(app, ["list", "optimizers", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    labels = {r["name"]: r["label"] for r in json.loads(res.stdout)}
+    assert labels["adam"] == "hand-crafted" and labels["lion"] == "extra"
+    assert labels["celo"] == "learned · published"
+    here = {n for n, lab in labels.items() if lab == "learned · meta-trained here (cpu diet)"}
+    assert here and all(n.endswith("_cpu_diet") for n in here)
+    for suite in ("quick", "fmnist", "paper"):  # listed beside the published weights
+        assert here <= set(reg.suite(suite).optimizers) and "celo" in reg.suite(suite).optimizers

@@ -49,7 +49,8 @@ def optimizer_rows() -> list[dict]:
     reg = load_registry()
     return [
         {
-            "name": o.name, "kind": o.kind, "factory": o.factory, "extra": o.kind == "extra",
+            "name": o.name, "kind": o.kind, "label": o.kind_label, "factory": o.factory,
+            "extra": o.kind == "extra",
             "tuned": sorted(o.grid), "grid": {k: list(v) for k, v in o.grid.items()},
             "defaults": o.defaults, "needs_loss": o.needs_loss, "reference": o.reference,
             "checkpoint": o.checkpoint.get("source", ""),
@@ -91,7 +92,7 @@ def list_command(
     table = Table(title=what.value)
     cols = {
         What.tasks: ["name", "family", "dataset", "batch_size", "steps", "n_params"],
-        What.optimizers: ["name", "kind", "tuned", "reference"],
+        What.optimizers: ["name", "label", "tuned", "reference"],
         What.suites: ["name", "version", "seeds", "steps", "description"],
     }[what]
     for c in cols:

@@ -39,7 +39,7 @@ def meta_train_command(
                               "joint for the others."),
     init: Path = typer.Option(None, "--init", help="Start from this theta.state (or its folder)."),
     preset: str = typer.Option("cpu", "--preset", help="smoke (minutes), cpu (about an hour on 2 "
-                               "cores, offline digits) or paper (the paper's recipe, GPU-days)."),
+                               "cores: 8x8 digits + Fashion-MNIST where present) or paper (the paper's recipe, GPU-days)."),
     outer_iterations: int = typer.Option(None, "--outer-iterations", help="Outer steps (per phase; "
                                          "default: the preset's)."),
     outer_lr: float = typer.Option(None, "--outer-lr", help="AdamW learning rate (default: the "
@@ -51,6 +51,9 @@ def meta_train_command(
                                     "preset's), e.g. digits,fashion_mnist."),
     sweep: bool = typer.Option(False, "--sweep", help="Outer-LR sweep: 5 rates x 3 seeds, best "
                                "checkpoint by held-out meta-validation loss into OUT/best."),
+    select_best: bool = typer.Option(False, "--select-best", help="After training, score every "
+                                     "checkpoint of the final phase by held-out meta-validation loss "
+                                     "and copy the best to OUT/best (the sweep's rule, one run)."),
     fmt: Format = FormatOpt,
 ) -> None:
     """Meta-train a learned optimizer (truncated PES, task augmentation, Celo's two phases)."""
@@ -112,6 +115,12 @@ def meta_train_command(
                             "resumed_from": r.resumed_from} for r in results],
                 "label": final.card["label"],
             }
+            if select_best:
+                if not quiet:
+                    progress.console.log("scoring every checkpoint by held-out meta-validation loss")
+                chosen = recipe.select_best(arch, outer_lr=outer_lr, seed=seed, out=out_dir, **options)
+                result.update(final_checkpoint=result["checkpoint"], checkpoint=chosen["best_checkpoint"],
+                              best={k: chosen["best"][k] for k in ("step", "meta_validation_loss")})
     finally:
         if progress.live.is_started:
             progress.stop()
@@ -127,6 +136,9 @@ def meta_train_command(
         out.print(f"phase {ph['phase']}: {ph['outer_iterations']} outer steps, meta-loss "
                   f"{ph['meta_loss_first']:.4f} -> {ph['meta_loss_last']:.4f} "
                   f"({ph['wall_seconds']:.0f} s) -> {ph['checkpoint']}")
+    if "best" in result:
+        out.print(f"best: step {result['best']['step']} (meta-validation "
+                  f"{result['best']['meta_validation_loss']:.4f})")
     out.print(f"checkpoint: {result['checkpoint']} ({result['label']}); use it with "
               f"`--checkpoint {Path(result['checkpoint']).parent}`")
 

@@ -6,6 +6,7 @@ Layout of an output folder ``OUT``::
     OUT/checkpoints/<step>/theta.state (+ cards)      every `checkpoint_every` outer steps
     OUT/meta_loss.json, OUT/meta_loss.png             per-step meta-loss and its plot
     OUT/resume/                                       outer state for an identical continuation
+    OUT/init/theta.state                              the starting meta-parameters (before/after)
 
 ``theta.state`` is the published flax-msgpack meta-parameter format, so any checkpoint
 folder loads with ``celo_bench.optimizers.build(arch, num_steps=T, checkpoint=folder)``.
@@ -76,7 +77,8 @@ def card_markdown(card: dict) -> str:
         f"(git {card['provenance'].get('git_commit', '') or 'unknown'}), jax {card['provenance'].get('jax', '')}",
     ]
     if card.get("meta_validation_loss") is not None:
-        lines.append(f"- **Meta-validation loss:** {card['meta_validation_loss']:.4f}")
+        lines.append(f"- **Meta-validation loss:** {card['meta_validation_loss']:.4f} (this checkpoint "
+                     "was chosen as the lowest over the run's checkpoints)")
     lines += ["", f"Load with `celo_bench.optimizers.build('{card['architecture']}', num_steps=T, "
               "checkpoint='<this folder>')`.", ""]
     return "\n".join(lines)
@@ -100,12 +102,14 @@ def spec_name(arch: str, preset: str, phase: str = "joint") -> str:
     return f"{arch}_phase1_{preset}_diet" if phase == "1" else f"{arch}_{preset}_diet"
 
 
-def write_spec(out: Path, card: dict) -> Path:
-    """``OUT/<arch>_<preset>_diet.toml``: an optimizer spec that runs these weights.
+def write_spec(out: Path, card: dict, *, source: str | None = None, sha256: str = "",
+               folder: Path | None = None, phase1: dict | None = None) -> Path:
+    """``<folder or OUT>/<arch>_<preset>_diet.toml``: an optimizer spec that runs these weights.
 
     Copy it into ``baselines/`` (or a ``$CELO_BENCH_SPECS`` tree) and
-    ``celo-bench run --optimizers <name>`` benchmarks the weights like any optimizer;
-    its ``[checkpoint] source`` is this folder's ``theta.state`` (no checksum: they are yours).
+    ``celo-bench run --optimizers <name>`` benchmarks the weights like any optimizer. Its
+    ``[checkpoint] source`` is `source` (default: ``OUT/theta.state``, no checksum: they are
+    yours) and its ``label`` keeps them apart from published weights on the leaderboard.
     """
     name = spec_name(card["architecture"], card["preset"], card["phase"])
     q = json.dumps  # a JSON string is a valid TOML basic string
@@ -115,23 +119,31 @@ def write_spec(out: Path, card: dict) -> Path:
         f"factory = {q(card['architecture'])}",
         "needs_loss = true",
         f"description = {q(card['label'] + ': ' + card['architecture'] + ' meta-parameters from celo-bench meta-train')}",
-        f"meta_training = {q(_meta_training_text(card))}",
+        f"meta_training = {q(_meta_training_text(card, phase1))}",
         "",
         *(["[defaults]", *(f"{k} = {json.dumps(v)}" for k, v in card["factory_kwargs"].items()), ""]
           if card["factory_kwargs"] else []),
         "[checkpoint]",
-        f"source = {q(str((out / ckpt.FILENAME).resolve()))}",
+        f"source = {q(source or str((out / ckpt.FILENAME).resolve()))}",
+        *([f"sha256 = {q(sha256)}"] if sha256 else []),
+        f"label = {q(card['label'])}",
         f"note = {q(card['label'] + '; see card.md beside the checkpoint')}",
         "",
     ])
-    path = out / f"{name}.toml"
+    path = (folder or out) / f"{name}.toml"
     path.write_text(text)
     return path
 
 
-def _meta_training_text(card: dict) -> str:
+def _meta_training_text(card: dict, phase1: dict | None = None) -> str:
+    """One line for the spec and the leaderboard footnote; `phase1` is Celo's first phase."""
     est = card["estimator"]
-    return (f"{card['label']}: phase {card['phase']}, {card['outer_step']} outer steps of truncated PES "
+    steps = f"phase {card['phase']}, {card['outer_step']} outer steps"
+    if phase1 is not None:
+        steps = f"phase 1, {phase1['outer_step']} then phase 2, {card['outer_step']} outer steps"
+    if card.get("selected_by"):
+        steps += " (checkpoint chosen by held-out meta-validation loss)"
+    return (f"{card['label']}: {steps} of truncated PES "
             f"(std {est['std']}, truncation {est['truncation']}, horizons {est['min_horizon']}-"
             f"{est['max_horizon']}) on {', '.join(card['tasks'])}, {card['augmentation']}, "
             f"AdamW {card['outer_optimizer']['lr']:g}")

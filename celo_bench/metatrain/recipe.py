@@ -4,6 +4,7 @@
 phase 2 from its result into ``OUT``) unless a phase is named; every other architecture
 is trained jointly into ``OUT``. ``OUT/theta.state`` is always the final checkpoint.
 
+:func:`select_best` applies the sweep's selection rule to the checkpoints of one run.
 :func:`sweep` is the paper's outer learning-rate sweep (5 rates x 3 seeds, addendum of
 paper-protocol.md). **Selection rule:** every checkpoint saved by the final phase of
 every (rate, seed) run is scored with the held-out meta-validation loss of
@@ -102,15 +103,12 @@ def sweep(
     **options: Any,
 ) -> dict:
     """The outer-LR sweep and its selection (module docstring); returns the sweep summary."""
-    from celo_bench.metatrain.tasks import build_family
-    from celo_bench.metatrain.validation import meta_validation_loss
-
     out = Path(out)
     for key in ("outer_lr", "seed", "out"):
         if options.get(key) not in (None, 0):
             raise CeloBenchError(f"--sweep sets {key.replace('_', '-')} itself; do not pass it")
         options.pop(key, None)
-    rows, family, final_cfg = [], None, None
+    rows, final_cfg = [], None
     for lr in lrs:
         for seed in seeds:
             run_out = out / f"lr{lr:g}-seed{seed}"
@@ -119,20 +117,43 @@ def sweep(
             results = meta_train(arch, outer_lr=lr, seed=seed, out=run_out, on_phase=on_phase,
                                  on_step=on_step, **options)
             final_cfg = plan(arch, outer_lr=lr, seed=seed, out=run_out, **options)[-1][0]
-            if family is None:
-                family = build_family(final_cfg.tasks, image_size=final_cfg.image_size,
-                                      hidden=final_cfg.hidden, batch_size=final_cfg.batch_size,
-                                      reparam_range=None)
-            make_opt = make_opt_fn(arch, final_cfg.phase)
-            for folder in sorted((results[-1].out / "checkpoints").iterdir()):
-                from celo_bench.metatrain.trainer import load_init
+            rows += [{"outer_lr": lr, "seed": seed, **r}
+                     for r in score_checkpoints(arch, final_cfg, results[-1].out)]
+    return _keep_best(rows, out, final_cfg, {"outer_lrs": list(lrs), "seeds": list(seeds)}, "sweep.json")
 
-                score = meta_validation_loss(
-                    family, make_opt, load_init(arch, folder), horizon=final_cfg.val_horizon,
-                    instances=final_cfg.val_instances, every=final_cfg.val_every,
-                )
-                rows.append({"outer_lr": lr, "seed": seed, "step": int(folder.name),
-                             "checkpoint": str(folder), **score})
+
+def select_best(arch: str, *, out: str | Path | None = None, **options: Any) -> dict:
+    """One run's selection: score every checkpoint of its final phase, copy the best to OUT/best.
+
+    The same rule as :func:`sweep` without the rate and seed axes: the checkpoint with the
+    lowest held-out meta-validation loss (ties: the earlier step). PES estimates are noisy,
+    so the last checkpoint is not always the best one.
+    """
+    cfg, run_out = plan(arch, out=out, **options)[-1]
+    return _keep_best(score_checkpoints(arch, cfg, run_out), run_out, cfg, None, "selection.json")
+
+
+def score_checkpoints(arch: str, cfg: MetaTrainConfig, run_out: Path) -> list[dict]:
+    """``{"step", "checkpoint", "meta_validation_loss", ...}`` for every saved checkpoint."""
+    from celo_bench.metatrain.tasks import build_family
+    from celo_bench.metatrain.trainer import load_init
+    from celo_bench.metatrain.validation import meta_validation_loss
+
+    folders = sorted((Path(run_out) / "checkpoints").glob("[0-9]*"))
+    if not folders:
+        raise CeloBenchError(f"{run_out} has no checkpoints to score; run `celo-bench meta-train` first")
+    family = build_family(cfg.tasks, image_size=cfg.image_size, hidden=cfg.hidden,
+                          batch_size=cfg.batch_size, reparam_range=None)
+    make_opt = make_opt_fn(arch, cfg.phase)
+    return [{"step": int(folder.name), "checkpoint": str(folder),
+             **meta_validation_loss(family, make_opt, load_init(arch, folder), horizon=cfg.val_horizon,
+                                    instances=cfg.val_instances, every=cfg.val_every)}
+            for folder in folders]
+
+
+def _keep_best(rows: list[dict], out: Path, cfg: MetaTrainConfig, sweep_axes: dict | None,
+               summary_name: str) -> dict:
+    """Copy the lowest-scoring checkpoint of `rows` to ``out/best`` (card updated), write the summary."""
     best = min(rows, key=lambda r: r["meta_validation_loss"])
     best_dir = out / "best"
     if best_dir.exists():
@@ -140,20 +161,23 @@ def sweep(
     shutil.copytree(best["checkpoint"], best_dir)
     card = _read_json(best_dir / artifacts.CARD_JSON)
     card.update({"meta_validation_loss": best["meta_validation_loss"], "selected_by": RULE,
-                 "sweep": {"outer_lrs": list(lrs), "seeds": list(seeds)}})
+                 "selected_step": best["step"]})
+    if sweep_axes is not None:
+        card["sweep"] = sweep_axes
     artifacts.write_json(best_dir / artifacts.CARD_JSON, card)
     (best_dir / artifacts.CARD_MD).write_text(artifacts.card_markdown(card))
     summary = {"rule": RULE, "best": best, "best_checkpoint": str(best_dir / "theta.state"),
-               "runs": rows, "validation": {"horizon": final_cfg.val_horizon,
-                                            "instances_per_task": final_cfg.val_instances,
-                                            "every": final_cfg.val_every}}
-    artifacts.write_json(out / "sweep.json", summary)
+               "runs": rows, "validation": {"horizon": cfg.val_horizon,
+                                            "instances_per_task": cfg.val_instances,
+                                            "every": cfg.val_every}}
+    artifacts.write_json(out / summary_name, summary)
     return summary
 
 
 RULE = ("lowest held-out meta-validation loss (mean normalised outer_valid loss over a "
         "val_horizon-step run of fixed, unaugmented task instances) over every checkpoint of "
-        "the final phase of every (outer_lr, seed) run; ties go to the earlier rate, seed, step")
+        "the final phase of every run (every (outer_lr, seed) of a sweep); ties go to the "
+        "earlier rate, seed, step")
 
 
 def _read_json(path: Path) -> dict:
@@ -162,4 +186,4 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-__all__ = ["RULE", "default_out", "meta_train", "plan", "sweep"]
+__all__ = ["RULE", "default_out", "meta_train", "plan", "score_checkpoints", "select_best", "sweep"]

@@ -224,7 +224,7 @@ def build_family(
         detail = "; ".join(f"{k}: {v}" for k, v in missing.items())
         raise DataMissingError(
             f"none of the meta-training tasks {', '.join(names)} has its data here ({detail}). "
-            "Use --preset cpu (offline digits) or prepare the data with `celo-bench data prepare`."
+            "Use --preset smoke (offline digits), --tasks digits, or prepare the data with `celo-bench data prepare`."
         )
     family = image_mlp_family(ok, image_size=image_size, hidden=hidden, batch_size=batch_size)
     if reparam_range is not None:

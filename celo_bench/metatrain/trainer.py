@@ -38,6 +38,7 @@ from celo_bench.metatrain.phases import (
 from celo_bench.metatrain.tasks import TaskFamily, available, build_family
 
 RESUME_DIR, RESUME_STATE, RESUME_META = "resume", "state.msgpack", "run.json"
+INIT_DIR = "init"
 StepCallback = Callable[[int, int, float], None]
 """``(outer step done, total, meta-loss)``; raising from it stops the run (like a kill)."""
 
@@ -226,6 +227,12 @@ class MetaTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         state, losses, seconds, wall = self._resume()
         start = int(state["step"])
+        if start == 0:  # the starting point, for before/after comparisons (``--init`` or random)
+            ckpt_init = self.out / INIT_DIR / "theta.state"
+            if not ckpt_init.is_file():
+                from celo_bench.optimizers import checkpoint as ckpt
+
+                ckpt.write(ckpt_init, artifacts.jax_to_numpy(self.theta0))
         total, every = self.cfg.outer_iterations, self.cfg.checkpoint_every
         data = self.family.data
         theta, opt_state, pes_state = state["theta"], state["opt_state"], state["pes"]

@@ -11,8 +11,10 @@ Where a checkpoint comes from, in order (:func:`load_for_spec`):
 1. the ``checkpoint`` argument: a local file or folder (holding ``theta.state``), or an
    ``hf://owner/repo[/file]`` URI;
 2. ``$CELO_BENCH_CHECKPOINTS/<optimizer name>/theta.state``;
-3. the spec's ``[checkpoint] source`` (``hf://amoudgl/<repo>``), from the Hugging Face cache
-   or downloaded into it once (needs the optional ``huggingface_hub`` package and network).
+3. the spec's ``[checkpoint] source``: ``hf://amoudgl/<repo>``, from the Hugging Face cache
+   or downloaded into it once (needs the optional ``huggingface_hub`` package and network);
+   or ``package://<name>``, weights meta-trained by this project and shipped inside the
+   package (``celo_bench/weights/<name>/theta.state``, with their card), so they work offline.
 
 Files found through the spec (2 and 3) must match the spec's ``sha256``; a file the user
 names explicitly (1) is trusted as theirs (e.g. their own meta-training) but must still have
@@ -224,6 +226,22 @@ def fetch_hf(uri: str, *, name: str) -> Path:
         ) from None
 
 
+PACKAGE_PREFIX = "package://"
+
+
+def packaged(uri: str) -> Path:
+    """The file of a ``package://<name>`` source (weights shipped in ``celo_bench/weights``)."""
+    name = uri.removeprefix(PACKAGE_PREFIX).strip("/")
+    folder = Path(__file__).resolve().parent.parent / "weights" / name
+    path = folder / FILENAME
+    if not name or not path.is_file():
+        raise CheckpointError(
+            f"{uri}: no {FILENAME} shipped in {folder}; the installation is incomplete "
+            "(reinstall celo-bench) or the spec names weights that do not exist"
+        )
+    return path
+
+
 def resolve(spec, checkpoint: str | os.PathLike | None) -> tuple[Path, str | None]:
     """The file to load for `spec` and the sha256 it must have (None: not checked)."""
     sha = spec.checkpoint.get("sha256") or None
@@ -231,6 +249,8 @@ def resolve(spec, checkpoint: str | os.PathLike | None) -> tuple[Path, str | Non
         text = str(checkpoint)
         if text.startswith("hf://"):
             return fetch_hf(text, name=spec.name), None
+        if text.startswith(PACKAGE_PREFIX):
+            return packaged(text), None
         path = Path(text).expanduser()
         if path.is_dir():
             path = path / FILENAME
@@ -245,6 +265,8 @@ def resolve(spec, checkpoint: str | os.PathLike | None) -> tuple[Path, str | Non
     source = spec.checkpoint.get("source", "")
     if source.startswith("hf://"):
         return fetch_hf(source, name=spec.name), sha
+    if source.startswith(PACKAGE_PREFIX):
+        return packaged(source), sha
     if source and source != "none":
         return resolve(spec, source)[0], sha
     raise CheckpointError(
@@ -269,11 +291,13 @@ def load_for_spec(spec, checkpoint: str | os.PathLike | None = None) -> dict:
 
 __all__ = [
     "ENV_FOLDER",
+    "PACKAGE_PREFIX",
     "decode",
     "encode",
     "load",
     "load_for_spec",
     "match",
+    "packaged",
     "read",
     "resolve",
     "verify_sha256",

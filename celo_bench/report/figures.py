@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from celo_bench.report.tables import KIND_LABELS
 from celo_bench.results import Results
+from celo_bench.suite import KIND_LABELS
 
 HIGHLIGHT = "celo"
 STYLE = {
@@ -33,7 +33,14 @@ STYLE = {
     "axes.spines.right": False, "svg.hashsalt": "celo-bench", "pdf.fonttype": 42,
 }
 DPI = 150
-KIND_MARKERS = {"handcrafted": "o", "learned": "s", "extra": "^", "submission": "D"}
+KIND_MARKERS = {"handcrafted": "o", "learned": "s", "learned_here": "P", "extra": "^", "submission": "D"}
+MARKER_LABELS = {**KIND_LABELS, "learned": "learned (published)", "learned_here": "learned (meta-trained here)"}
+
+
+def _marker_kinds(a: pd.DataFrame) -> dict[str, str]:
+    """Optimizer -> marker key: learned weights made by this project get their own marker."""
+    here = a["kind_label"].str.contains("meta-trained here") if "kind_label" in a else False
+    return a["optimizer_kind"].where(~((a["optimizer_kind"] == "learned") & here), "learned_here").to_dict()
 LINESTYLES = ["-", "--", "-.", ":"]
 
 
@@ -85,7 +92,7 @@ def main_iqm(res: Results) -> Figure:
     ref = res.config.reference
     a = res.aggregate.set_index("optimizer")
     names = _order(res)
-    kinds = a["optimizer_kind"].to_dict()
+    kinds = _marker_kinds(a)
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(9.0, 1.3 + 0.32 * max(len(names), 2)), layout="constrained")
         axes = fig.subplots(1, 2, sharey=True)
@@ -116,7 +123,7 @@ def main_iqm(res: Results) -> Figure:
         for lab in axes[0].get_yticklabels():
             if lab.get_text() in (ref, HIGHLIGHT):
                 lab.set_fontweight("bold")
-        handles = [Line2D([], [], marker=KIND_MARKERS[k], color="0.55", ls="none", label=KIND_LABELS[k])
+        handles = [Line2D([], [], marker=KIND_MARKERS[k], color="0.55", ls="none", label=MARKER_LABELS[k])
                    for k in KIND_MARKERS if k in set(kinds.values())]
         if HIGHLIGHT in names:
             handles.append(Line2D([], [], marker="*", ms=11, color="#c0392b", mec="black", ls="none", label=HIGHLIGHT))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from celo_bench.report.leaderboard import _notes
-from celo_bench.report.tables import KIND_LABELS, num, pm, with_ci
+from celo_bench.report.tables import num, pm, with_ci
 from celo_bench.results import Results
 from celo_bench.suite import Registry
 
@@ -82,7 +82,7 @@ def leaderboard_table(res: Results) -> str:
         cls = "reference" if r.optimizer == ref else ("highlight" if r.optimizer == "celo" else "")
         cells = [
             _td(str(r.rank) if pd.notna(r.rank) else "-", r.rank if pd.notna(r.rank) else 1e9),
-            _td(r.optimizer), _td(KIND_LABELS.get(r.optimizer_kind, r.optimizer_kind)),
+            _td(r.optimizer), _td(r.kind_label),
             _td(with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high), r.final_loss_iqm),
             _td(with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high), r.speedup_iqm),
             _td(num(r.final_loss_mean), r.final_loss_mean),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from celo_bench.report.tables import KIND_LABELS, num, with_ci
+from celo_bench.report.tables import num, with_ci
 from celo_bench.results import Results
 from celo_bench.suite import Registry
 
@@ -46,7 +46,7 @@ def leaderboard_rows(res: Results, highlight: str | None = None) -> tuple[list[s
             name = f"**{r.optimizer}** ◀ new"
         rows.append([
             str(r.rank) if pd.notna(r.rank) else "-", name,
-            KIND_LABELS.get(r.optimizer_kind, r.optimizer_kind),
+            r.kind_label,
             with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
             with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
             num(r.final_loss_mean), num(r.final_loss_optimality_gap), num(r.speedup_mean),

@@ -16,9 +16,6 @@ import pandas as pd
 from celo_bench.aggregate import probability_of_improvement
 from celo_bench.results import Results
 
-KIND_LABELS = {"handcrafted": "hand-crafted", "learned": "learned", "extra": "extra",
-               "submission": "submission"}
-
 
 def num(x: float | None, digits: int = 3) -> str:
     """Fixed-precision number; '-' for a missing one."""
@@ -100,12 +97,12 @@ def tex(s: str) -> str:
 def aggregate(res: Results) -> Table:
     """One row per optimizer, in leaderboard order: IQM with CIs and the other aggregates."""
     a = res.aggregate
-    cols = ["rank", "optimizer", "optimizer_kind", "tasks", "runs"] + [
+    cols = ["rank", "optimizer", "optimizer_kind", "kind_label", "tasks", "runs"] + [
         c for c in a.columns if c.startswith(("final_loss_", "speedup_", "poi_vs_"))
     ] + ["diverged", "failed", "tuned_diverged", "tuned_failed", "edges"]
     ref = res.config.reference
     rows = [[
-        num(r.rank, 0) if pd.notna(r.rank) else "-", r.optimizer, KIND_LABELS.get(r.optimizer_kind, r.optimizer_kind),
+        num(r.rank, 0) if pd.notna(r.rank) else "-", r.optimizer, r.kind_label,
         with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
         with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
         num(r.final_loss_median), num(r.final_loss_mean), num(r.final_loss_optimality_gap),
