@@ -157,10 +157,14 @@ def test_weights_meta_trained_here_ship_with_the_package(name, monkeypatch, tmp_
     assert all(np.isfinite(v).all() for v in flat.values())
     card = json.loads((ck.packaged(spec.checkpoint["source"]).parent / "card.json").read_text())
     assert card["architecture"] == spec.factory and card["preset"] == "cpu"
-    assert card["outer_step"] == card["outer_iterations"] > 0  # a finished run, not a snapshot
+    folder = ck.packaged(spec.checkpoint["source"]).parent
+    steps = [r["step"] for r in json.loads((folder / "selection.json").read_text())["runs"]]
+    assert max(steps) == card["outer_iterations"] > 0  # the run finished ...
+    assert card["selected_step"] == card["outer_step"] in steps  # ... and its best checkpoint ships
 
 
-def test_packaged_source_that_does_not_exist_says_so():
+def test_packaged_source_that_does_not_exist_says_so(monkeypatch):
+    monkeypatch.delenv(ck.ENV_FOLDER, raising=False)  # else the published celo is found there first
     spec = replace(load_registry().optimizer("celo"), checkpoint={"source": "package://nope"})
     with pytest.raises(CheckpointError, match="reinstall"):
         ck.load_for_spec(spec)
