@@ -145,6 +145,7 @@ _CHECKPOINT_FIELDS = {
     "sha256": Field((str,), default=""),
     "note": Field((str,), default=""),
     "label": Field((str,), default=""),
+    "make": Field((str,), default=""),
 }
 _SUITE_FIELDS = {
     "name": Field((str,), required=True),

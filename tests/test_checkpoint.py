@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -142,31 +142,29 @@ MADE_HERE = ("celo_cpu_diet", "rnn_mlp_lopt_cpu_diet", "adafac_mlp_lopt_cpu_diet
 
 
 @pytest.mark.parametrize("name", MADE_HERE)
-def test_weights_meta_trained_here_ship_with_the_package(name, monkeypatch, tmp_path):
-    """The cpu-diet weights load offline from any folder, verified, and say whose they are."""
+def test_weights_meta_trained_here_load_from_the_local_weights_folder(name, monkeypatch, tmp_path):
+    """The cpu-diet specs load installed weights offline from any folder, and say whose they are."""
     monkeypatch.delenv(ck.ENV_FOLDER, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(ck.WEIGHTS_ENV, str(tmp_path / "weights"))
     monkeypatch.chdir(tmp_path)
     spec = load_registry().optimizer(name)
-    assert spec.checkpoint["source"] == f"package://{name}" and len(spec.checkpoint["sha256"]) == 64
+    assert spec.checkpoint["source"] == f"local://{name}" and not spec.checkpoint["sha256"]
     assert spec.kind_label == "learned · meta-trained here (cpu diet)"
     assert "meta-trained here (cpu diet)" in spec.meta_training
-    theta = ck.load_for_spec(spec)
-    flat = ck.flatten(theta)
-    assert jax.tree_util.tree_structure(theta) == jax.tree_util.tree_structure(_template(spec.factory))
-    assert all(np.isfinite(v).all() for v in flat.values())
-    card = json.loads((ck.packaged(spec.checkpoint["source"]).parent / "card.json").read_text())
-    assert card["architecture"] == spec.factory and card["preset"] == "cpu"
-    folder = ck.packaged(spec.checkpoint["source"]).parent
-    steps = [r["step"] for r in json.loads((folder / "selection.json").read_text())["runs"]]
-    assert max(steps) == card["outer_iterations"] > 0  # the run finished ...
-    assert card["selected_step"] == card["outer_step"] in steps  # ... and its best checkpoint ships
-
-
-def test_packaged_source_that_does_not_exist_says_so(monkeypatch):
-    monkeypatch.delenv(ck.ENV_FOLDER, raising=False)  # else the published celo is found there first
-    spec = replace(load_registry().optimizer("celo"), checkpoint={"source": "package://nope"})
-    with pytest.raises(CheckpointError, match="reinstall"):
+    assert spec.checkpoint["make"] == f"celo-bench meta-train {spec.factory} --preset cpu --select-best --install"
+    with pytest.raises(CheckpointError, match=re.escape(spec.checkpoint["make"])):  # not made yet
         ck.load_for_spec(spec)
-    with pytest.raises(CheckpointError, match="reinstall"):
-        ck.load_for_spec(load_registry().optimizer("celo"), "package://")
+    theta = _random(spec.factory)
+    ck.write(tmp_path / "weights" / name / "theta.state", theta)
+    loaded = ck.load_for_spec(spec)
+    assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(_template(spec.factory))
+    for k, v in ck.flatten(theta).items():
+        np.testing.assert_array_equal(ck.flatten(loaded)[k], v)
+
+
+def test_local_source_without_a_name_says_how_to_make_it(monkeypatch, tmp_path):
+    monkeypatch.delenv(ck.ENV_FOLDER, raising=False)  # else the published celo is found there first
+    monkeypatch.setenv(ck.WEIGHTS_ENV, str(tmp_path))
+    with pytest.raises(CheckpointError, match="meta-train"):
+        ck.load_for_spec(load_registry().optimizer("celo"), "local://")

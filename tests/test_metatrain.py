@@ -9,7 +9,7 @@ the Gaussian-smoothed objective has exactly the gradient of the objective itself
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -310,24 +310,27 @@ def test_cli_meta_train_checkpoint_runs_through_the_engine(tmp_path, spec_tree, 
     finally:
         load_registry.cache_clear()
 
-    # shipping the run with the package: weights + card into celo_bench/weights, a pinned spec
-    from celo_bench.metatrain.ship import main as ship_main
+    # installing the run where `local://` specs find it: all files or none, atomically
+    from celo_bench.cli import app as cli_app
+    from celo_bench.metatrain.install import install
+    from celo_bench.optimizers import checkpoint as ck_mod
     from celo_bench.suite import parse_optimizer
 
-    tree = tmp_path / "tree"
-    (tree / "celo_bench").mkdir(parents=True)
-    (tree / "baselines").mkdir()
-    ship_main([str(out), "--root", str(tree)])
-    shipped = tree / "celo_bench" / "weights" / "nn_adam_smoke_diet"
-    assert sorted(p.name for p in shipped.iterdir()) == ["card.json", "card.md", "meta_loss.png", "theta.state"]
-    pinned = parse_optimizer(tree / "baselines" / "nn_adam_smoke_diet.toml")
-    data = (shipped / "theta.state").read_bytes()
-    assert data == (out / "theta.state").read_bytes()
-    assert pinned.checkpoint == {"source": "package://nn_adam_smoke_diet", "note": pinned.checkpoint["note"],
-                                 "sha256": hashlib.sha256(data).hexdigest(),
-                                 "label": "meta-trained here (smoke diet)"}
-    with pytest.raises(SystemExit):  # not a finished run: a clear exit, nothing written
-        ship_main([str(tmp_path / "res"), "--root", str(tree)])
+    dest = install(out, root=tmp_path / "weights")
+    assert dest == tmp_path / "weights" / "nn_adam_smoke_diet"
+    assert sorted(p.name for p in dest.iterdir()) == ["card.json", "card.md", "theta.state"]
+    assert (dest / "theta.state").read_bytes() == (out / "theta.state").read_bytes()
+    monkeypatch.setenv(ck_mod.WEIGHTS_ENV, str(tmp_path / "weights"))
+    spec = parse_optimizer(out / "nn_adam_smoke_diet.toml")
+    assert spec.checkpoint["label"] == "meta-trained here (smoke diet)"
+    local_spec = dataclasses.replace(spec, checkpoint={"source": "local://nn_adam_smoke_diet"})
+    assert ck_mod.flatten(ck_mod.load_for_spec(local_spec)).keys() == ck_mod.flatten(ck_mod.read(out / "theta.state")).keys()
+    with pytest.raises(CeloBenchError, match="not a finished meta-training run"):
+        install(tmp_path / "res", root=tmp_path / "weights")
+    again = CliRunner().invoke(cli_app, ["meta-train", "nn_adam", "--preset", "smoke", "--outer-iterations",
+                                         "3", "--out", str(out), "--install", "--format", "json"])
+    assert again.exit_code == 0, again.output  # resumes (nothing to train) and installs
+    assert json.loads(again.stdout[again.stdout.index("{"):])["installed"] == str(dest)
 
 
 def test_presets_follow_the_paper_recipe():

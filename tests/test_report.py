@@ -59,7 +59,7 @@ def report(tmp_path_factory):
     learned = {  # one published and one made-here checkpoint: the leaderboard keeps them apart
         "celo": OptimizerSpec("celo", "learned", "celo", checkpoint={"source": "hf://amoudgl/celo"}),
         "celo_adam": OptimizerSpec("celo_adam", "learned", "celo_adam", checkpoint={
-            "source": "package://celo_adam_cpu_diet", "label": "meta-trained here (cpu diet)"}),
+            "source": "local://celo_adam_cpu_diet", "label": "meta-trained here (cpu diet)"}),
     }
     reg = dataclasses.replace(reg, optimizers=learned)
     outs = [write_report(suite="fx", results=results, out=base / f"out{i}", reps=REPS, registry=reg)

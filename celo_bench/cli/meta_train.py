@@ -54,6 +54,10 @@ def meta_train_command(
     select_best: bool = typer.Option(False, "--select-best", help="After training, score every "
                                      "checkpoint of the final phase by held-out meta-validation loss "
                                      "and copy the best to OUT/best (the sweep's rule, one run)."),
+    install: bool = typer.Option(False, "--install", help="Copy the result (OUT/best with "
+                                 "--select-best) into the local weights folder ($CELO_BENCH_WEIGHTS, "
+                                 "default ~/.cache/celo-bench/weights), where the *_cpu_diet "
+                                 "optimizers of the suites load it."),
     fmt: Format = FormatOpt,
 ) -> None:
     """Meta-train a learned optimizer (truncated PES, task augmentation, Celo's two phases)."""
@@ -121,6 +125,10 @@ def meta_train_command(
                 chosen = recipe.select_best(arch, outer_lr=outer_lr, seed=seed, out=out_dir, **options)
                 result.update(final_checkpoint=result["checkpoint"], checkpoint=chosen["best_checkpoint"],
                               best={k: chosen["best"][k] for k in ("step", "meta_validation_loss")})
+        if install:
+            from celo_bench.metatrain.install import install as install_run
+
+            result["installed"] = str(install_run(Path(result.get("final_checkpoint", result["checkpoint"])).parent))
     finally:
         if progress.live.is_started:
             progress.stop()
@@ -139,6 +147,8 @@ def meta_train_command(
     if "best" in result:
         out.print(f"best: step {result['best']['step']} (meta-validation "
                   f"{result['best']['meta_validation_loss']:.4f})")
+    if "installed" in result:
+        out.print(f"installed: {result['installed']}")
     out.print(f"checkpoint: {result['checkpoint']} ({result['label']}); use it with "
               f"`--checkpoint {Path(result['checkpoint']).parent}`")
 

@@ -102,14 +102,13 @@ def spec_name(arch: str, preset: str, phase: str = "joint") -> str:
     return f"{arch}_phase1_{preset}_diet" if phase == "1" else f"{arch}_{preset}_diet"
 
 
-def write_spec(out: Path, card: dict, *, source: str | None = None, sha256: str = "",
-               folder: Path | None = None, phase1: dict | None = None) -> Path:
-    """``<folder or OUT>/<arch>_<preset>_diet.toml``: an optimizer spec that runs these weights.
+def write_spec(out: Path, card: dict) -> Path:
+    """``OUT/<arch>_<preset>_diet.toml``: an optimizer spec that runs these weights.
 
     Copy it into ``baselines/`` (or a ``$CELO_BENCH_SPECS`` tree) and
     ``celo-bench run --optimizers <name>`` benchmarks the weights like any optimizer. Its
-    ``[checkpoint] source`` is `source` (default: ``OUT/theta.state``, no checksum: they are
-    yours) and its ``label`` keeps them apart from published weights on the leaderboard.
+    ``[checkpoint] source`` is ``OUT/theta.state`` (no checksum: they are yours) and its
+    ``label`` keeps them apart from published weights on the leaderboard.
     """
     name = spec_name(card["architecture"], card["preset"], card["phase"])
     q = json.dumps  # a JSON string is a valid TOML basic string
@@ -119,28 +118,24 @@ def write_spec(out: Path, card: dict, *, source: str | None = None, sha256: str 
         f"factory = {q(card['architecture'])}",
         "needs_loss = true",
         f"description = {q(card['label'] + ': ' + card['architecture'] + ' meta-parameters from celo-bench meta-train')}",
-        f"meta_training = {q(_meta_training_text(card, phase1))}",
+        f"meta_training = {q(_meta_training_text(card))}",
         "",
         *(["[defaults]", *(f"{k} = {json.dumps(v)}" for k, v in card["factory_kwargs"].items()), ""]
           if card["factory_kwargs"] else []),
         "[checkpoint]",
-        f"source = {q(source or str((out / ckpt.FILENAME).resolve()))}",
-        *([f"sha256 = {q(sha256)}"] if sha256 else []),
+        f"source = {q(str((out / ckpt.FILENAME).resolve()))}",
         f"label = {q(card['label'])}",
         f"note = {q(card['label'] + '; see card.md beside the checkpoint')}",
         "",
     ])
-    path = (folder or out) / f"{name}.toml"
+    path = out / f"{name}.toml"
     path.write_text(text)
     return path
 
 
-def _meta_training_text(card: dict, phase1: dict | None = None) -> str:
-    """One line for the spec and the leaderboard footnote; `phase1` is Celo's first phase."""
+def _meta_training_text(card: dict) -> str:
     est = card["estimator"]
     steps = f"phase {card['phase']}, {card['outer_step']} outer steps"
-    if phase1 is not None:
-        steps = f"phase 1, {phase1['outer_step']} then phase 2, {card['outer_step']} outer steps"
     if card.get("selected_by"):
         steps += " (checkpoint chosen by held-out meta-validation loss)"
     return (f"{card['label']}: {steps} of truncated PES "

@@ -13,8 +13,10 @@ Where a checkpoint comes from, in order (:func:`load_for_spec`):
 2. ``$CELO_BENCH_CHECKPOINTS/<optimizer name>/theta.state``;
 3. the spec's ``[checkpoint] source``: ``hf://amoudgl/<repo>``, from the Hugging Face cache
    or downloaded into it once (needs the optional ``huggingface_hub`` package and network);
-   or ``package://<name>``, weights meta-trained by this project and shipped inside the
-   package (``celo_bench/weights/<name>/theta.state``, with their card), so they work offline.
+   or ``local://<name>``, weights meta-trained on this machine and installed into the local
+   weights folder (``$CELO_BENCH_WEIGHTS``, default ``~/.cache/celo-bench/weights``) by
+   ``celo-bench meta-train ARCH --preset cpu --select-best --install``. Checkpoints are
+   never committed to the repository: they are downloaded, made here, or given by path.
 
 Files found through the spec (2 and 3) must match the spec's ``sha256``; a file the user
 names explicitly (1) is trusted as theirs (e.g. their own meta-training) but must still have
@@ -226,18 +228,24 @@ def fetch_hf(uri: str, *, name: str) -> Path:
         ) from None
 
 
-PACKAGE_PREFIX = "package://"
+LOCAL_PREFIX = "local://"
+WEIGHTS_ENV = "CELO_BENCH_WEIGHTS"
 
 
-def packaged(uri: str) -> Path:
-    """The file of a ``package://<name>`` source (weights shipped in ``celo_bench/weights``)."""
-    name = uri.removeprefix(PACKAGE_PREFIX).strip("/")
-    folder = Path(__file__).resolve().parent.parent / "weights" / name
-    path = folder / FILENAME
+def weights_root() -> Path:
+    """Where ``--install`` puts weights made here: ``$CELO_BENCH_WEIGHTS`` or the user cache."""
+    return Path(os.environ.get(WEIGHTS_ENV) or Path.home() / ".cache" / "celo-bench" / "weights").expanduser()
+
+
+def local(uri: str, *, make: str = "") -> Path:
+    """The file of a ``local://<name>`` source; `make` is the command that creates it."""
+    name = uri.removeprefix(LOCAL_PREFIX).strip("/")
+    path = weights_root() / name / FILENAME
     if not name or not path.is_file():
+        how = f"make them with `{make}`" if make else "make them with `celo-bench meta-train ... --install`"
         raise CheckpointError(
-            f"{uri}: no {FILENAME} shipped in {folder}; the installation is incomplete "
-            "(reinstall celo-bench) or the spec names weights that do not exist"
+            f"{uri}: no {FILENAME} at {path}; these weights are meta-trained on your machine, not "
+            f"downloaded: {how} (or set {WEIGHTS_ENV} to the folder that holds them)"
         )
     return path
 
@@ -249,8 +257,8 @@ def resolve(spec, checkpoint: str | os.PathLike | None) -> tuple[Path, str | Non
         text = str(checkpoint)
         if text.startswith("hf://"):
             return fetch_hf(text, name=spec.name), None
-        if text.startswith(PACKAGE_PREFIX):
-            return packaged(text), None
+        if text.startswith(LOCAL_PREFIX):
+            return local(text, make=spec.checkpoint.get("make", "")), None
         path = Path(text).expanduser()
         if path.is_dir():
             path = path / FILENAME
@@ -265,8 +273,8 @@ def resolve(spec, checkpoint: str | os.PathLike | None) -> tuple[Path, str | Non
     source = spec.checkpoint.get("source", "")
     if source.startswith("hf://"):
         return fetch_hf(source, name=spec.name), sha
-    if source.startswith(PACKAGE_PREFIX):
-        return packaged(source), sha
+    if source.startswith(LOCAL_PREFIX):
+        return local(source, make=spec.checkpoint.get("make", "")), sha
     if source and source != "none":
         return resolve(spec, source)[0], sha
     raise CheckpointError(
@@ -291,15 +299,17 @@ def load_for_spec(spec, checkpoint: str | os.PathLike | None = None) -> dict:
 
 __all__ = [
     "ENV_FOLDER",
-    "PACKAGE_PREFIX",
+    "LOCAL_PREFIX",
+    "WEIGHTS_ENV",
     "decode",
     "encode",
     "load",
     "load_for_spec",
     "match",
-    "packaged",
+    "local",
     "read",
     "resolve",
     "verify_sha256",
+    "weights_root",
     "write",
 ]
