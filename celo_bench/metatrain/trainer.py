@@ -36,6 +36,7 @@ from celo_bench.metatrain.phases import (
     trainable_mask,
 )
 from celo_bench.metatrain.tasks import TaskFamily, available, build_family
+from celo_bench.optimizers import checkpoint as ckpt
 
 RESUME_DIR, RESUME_STATE, RESUME_META = "resume", "state.msgpack", "run.json"
 INIT_DIR = "init"
@@ -91,8 +92,6 @@ def make_opt_fn(arch: str, phase: str) -> Callable[[Any, jax.Array], optax.Gradi
 
 def load_init(arch: str, path: str | Path) -> Any:
     """Meta-parameters of `arch` from a ``theta.state`` file or a folder holding one."""
-    from celo_bench.optimizers import checkpoint as ckpt
-
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / ckpt.FILENAME
@@ -228,11 +227,9 @@ class MetaTrainer:
         state, losses, seconds, wall = self._resume()
         start = int(state["step"])
         if start == 0:  # the starting point, for before/after comparisons (``--init`` or random)
-            ckpt_init = self.out / INIT_DIR / "theta.state"
-            if not ckpt_init.is_file():
-                from celo_bench.optimizers import checkpoint as ckpt
-
-                ckpt.write(ckpt_init, artifacts.jax_to_numpy(self.theta0))
+            init_file = self.out / INIT_DIR / ckpt.FILENAME
+            if not init_file.is_file():
+                ckpt.write(init_file, artifacts.jax_to_numpy(self.theta0))
         total, every = self.cfg.outer_iterations, self.cfg.checkpoint_every
         data = self.family.data
         theta, opt_state, pes_state = state["theta"], state["opt_state"], state["pes"]

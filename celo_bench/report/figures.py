@@ -35,13 +35,13 @@ STYLE = {
 DPI = 150
 KIND_MARKERS = {"handcrafted": "o", "learned": "s", "learned_here": "P", "extra": "^", "submission": "D"}
 MARKER_LABELS = {**KIND_LABELS, "learned": "learned (published)", "learned_here": "learned (meta-trained here)"}
+LINESTYLES = ["-", "--", "-.", ":"]
 
 
 def _marker_kinds(a: pd.DataFrame) -> dict[str, str]:
     """Optimizer -> marker key: learned weights made by this project get their own marker."""
-    here = a["kind_label"].str.contains("meta-trained here") if "kind_label" in a else False
-    return a["optimizer_kind"].where(~((a["optimizer_kind"] == "learned") & here), "learned_here").to_dict()
-LINESTYLES = ["-", "--", "-.", ":"]
+    here = (a["optimizer_kind"] == "learned") & a["kind_label"].str.contains("meta-trained here")
+    return a["optimizer_kind"].where(~here, "learned_here").to_dict()
 
 
 def save(fig: Figure, folder: Path, name: str, pdf: bool = True) -> list[Path]:
