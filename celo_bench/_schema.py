@@ -1,26 +1,43 @@
-"""A tiny typed-field validator for TOML specs: every error names the file and the key."""
+"""TOML specs -> pydantic models, with every error naming the file and the dotted key.
+
+The spec models (:mod:`celo_bench.suite`, :mod:`celo_bench.submission.schema`) are frozen
+pydantic dataclasses declaring types, defaults, ranges and allowed values; this module
+reads TOML and turns pydantic's first error into one :class:`~celo_bench.errors.SpecError`
+line whose key is the error's location (``grids.adam.learning_rate``, ``tasks[0]``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
-from dataclasses import dataclass
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
+
+import typing_extensions
+from pydantic import AllowInfNan, ConfigDict, Field, ValidationError
 
 from celo_bench.errors import SpecError
 
-_MISSING = object()
+SPEC_CONFIG = ConfigDict(strict=True, extra="forbid")
+"""Strict types (no "8" -> 8, no true -> 1; an int is accepted where a float is expected),
+unknown keys refused (a typo such as ``batchsize`` must not fall back to a default)."""
+
+PositiveInt = Annotated[int, Field(gt=0)]
+FiniteFloat = Annotated[float, AllowInfNan(False)]
+Grid = dict[str, Annotated[tuple[FiniteFloat, ...], Field(min_length=1, strict=False)]]
+"""A tuning grid: hyper-parameter -> non-empty list of finite numbers (stored as floats)."""
+
+M = TypeVar("M")
 
 
-@dataclass(frozen=True)
-class Field:
-    """One key of a spec table: its type(s), whether required, its default and allowed values."""
+class KeyProblem(ValueError):
+    """Raised by a model validator: `problem` concerns `key` (dotted, relative to the model)."""
 
-    types: tuple[type, ...]
-    required: bool = False
-    default: Any = None
-    choices: tuple[Any, ...] | None = None
-    positive: bool = False
+    def __init__(self, key: str, problem: str):
+        super().__init__(problem)
+        self.key, self.problem = key, problem
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -34,55 +51,85 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(path, "<file>", f"cannot be read: {e}") from None
 
 
-def _type_name(types: tuple[type, ...]) -> str:
-    return " or ".join(t.__name__ for t in types)
+def build(model: type[M], path: Path | str, table: Any, prefix: str = "", /, **extra: Any) -> M:
+    """``model(**table, **extra)``; raises SpecError(path, key, problem) for the first error.
 
-
-def validate(path: Path, table: dict[str, Any], fields: dict[str, Field], prefix: str = "") -> dict:
-    """Check `table` against `fields`; returns a dict with defaults filled in.
-
-    Unknown keys are errors too: a typo such as `batchsize` must not silently fall back
-    to a default.
+    `prefix` is the dotted key of `table` inside its file (``checkpoint`` for a sub-table).
     """
-    out: dict[str, Any] = {}
-    for key in table:
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise SpecError(path, prefix + key, f"unknown key; allowed keys: {known}")
-    for key, spec in fields.items():
-        value = table.get(key, _MISSING)
-        if value is _MISSING:
-            if spec.required:
-                raise SpecError(path, prefix + key, "is required but missing")
-            out[key] = spec.default
-            continue
-        ok_types = spec.types
-        # TOML integers are acceptable where floats are expected (1 == 1.0); bool is not an int here.
-        if isinstance(value, bool) and bool not in ok_types:
-            ok = False
-        elif float in ok_types and isinstance(value, int):
-            value, ok = float(value), True
-        else:
-            ok = isinstance(value, ok_types)
-        if not ok:
-            raise SpecError(
-                path, prefix + key, f"expected {_type_name(ok_types)}, got {type(value).__name__} {value!r}"
-            )
-        if spec.choices is not None and value not in spec.choices:
-            raise SpecError(path, prefix + key, f"{value!r} is not one of {list(spec.choices)}")
-        if spec.positive and isinstance(value, int | float) and value <= 0:
-            raise SpecError(path, prefix + key, f"must be positive, got {value!r}")
-        out[key] = value
-    return out
+    if not isinstance(table, Mapping):
+        raise SpecError(path, prefix or "<file>", f"expected a table, got {type(table).__name__} {table!r}")
+    for key in extra:
+        if key in table:  # filled in by the loader (e.g. the file's own path), never written
+            raise SpecError(path, _join(prefix, key), "unknown key; it is set by celo-bench, remove it")
+    try:
+        return model(**table, **extra)
+    except ValidationError as e:
+        key, problem = describe(model, e, hidden=set(extra))
+        raise SpecError(path, _join(prefix, key) or "<file>", problem) from None
 
 
-def float_list(path: Path, key: str, value: Any) -> tuple[float, ...]:
-    """Validate a non-empty list of positive finite numbers (a hyper-parameter grid)."""
-    if not isinstance(value, list) or not value:
-        raise SpecError(path, key, f"expected a non-empty list of numbers, got {value!r}")
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v == v or v in (float("inf"),):
-            raise SpecError(path, key, f"grid values must be finite numbers, got {v!r}")
-        out.append(float(v))
-    return tuple(out)
+def _join(*parts: str) -> str:
+    return ".".join(p for p in parts if p).replace(".[", "[")
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return _join(*(f"[{p}]" if isinstance(p, int) else str(p) for p in loc if p != "[key]"))
+
+
+def _fields(model: Any, loc: tuple[str | int, ...]) -> list[str] | None:
+    """Keys allowed at `loc` inside `model` (dataclass or TypedDict fields), if known."""
+    t = model
+    for part in loc:
+        hints = _hints(t)
+        if hints is None or part not in hints:
+            return None
+        t = hints[part]
+    hints = _hints(t)
+    return sorted(hints) if hints is not None else None
+
+
+def _hints(t: Any) -> dict[str, Any] | None:
+    while typing.get_origin(t) is Annotated:
+        t = typing.get_args(t)[0]
+    if dataclasses.is_dataclass(t):
+        hints = typing.get_type_hints(t, include_extras=True)
+        return {f.name: hints[f.name] for f in dataclasses.fields(t)}
+    if typing_extensions.is_typeddict(t):
+        return typing.get_type_hints(t, include_extras=True)
+    return None
+
+
+_BOUNDS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+           "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+_TYPE_NAMES = {"int_type": "int", "float_type": "float", "string_type": "str", "bool_type": "bool",
+               "dict_type": "a table", "list_type": "a list", "tuple_type": "a list"}
+
+
+def describe(model: Any, err: ValidationError, hidden: set[str] = frozenset()) -> tuple[str, str]:
+    """(dotted key, one-line problem) of the first error of `err` (`hidden`: keys not to suggest)."""
+    # a misspelt key first: "batchsize" also makes "batch_size" missing, the typo is the news
+    e = sorted(err.errors(), key=lambda x: x["type"] not in _UNKNOWN)[0]
+    kind, loc, ctx, value = e["type"], e["loc"], e.get("ctx") or {}, e.get("input")
+    key = _dotted(loc)
+    if kind == "value_error" and isinstance(ctx.get("error"), KeyProblem):
+        return _join(key, ctx["error"].key), ctx["error"].problem
+    if kind in ("missing", "missing_keyword_argument", "missing_argument"):
+        return key, "is required but missing"
+    if kind in _UNKNOWN:
+        known = [k for k in _fields(model, loc[:-1]) or [] if not (len(loc) == 1 and k in hidden)]
+        return key, "unknown key" + (f"; allowed keys: {', '.join(known)}" if known else "")
+    if kind in _TYPE_NAMES:
+        return key, f"expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}"
+    if kind == "greater_than" and ctx.get("gt") == 0:
+        return key, f"must be positive, got {value!r}"
+    if kind in _BOUNDS:
+        return key, f"must be {_BOUNDS[kind][0]} {ctx[_BOUNDS[kind][1]]}, got {value!r}"
+    if kind == "literal_error":
+        return key, f"{value!r} is not one of {ctx['expected']}"
+    if kind == "too_short":
+        return key, f"is empty; give at least {ctx['min_length']} value(s)"
+    if kind == "finite_number":
+        return key, f"values must be finite numbers, got {value!r}"
+    problem = e["msg"].removeprefix("Value error, ")
+    return key, problem[:1].lower() + problem[1:] + ("" if kind == "value_error" else f", got {value!r}")

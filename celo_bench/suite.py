@@ -11,40 +11,81 @@ in an editable install)::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from celo_bench._schema import Field, float_list, read_toml, validate
+import pydantic
+from pydantic import Field
+from typing_extensions import TypedDict
+
+from celo_bench._schema import (
+    SPEC_CONFIG,
+    FiniteFloat,
+    Grid,
+    KeyProblem,
+    PositiveInt,
+    build,
+    read_toml,
+)
 from celo_bench.errors import SpecError, UnknownNameError
 
-OPTIMIZER_KINDS = ("handcrafted", "learned", "extra", "submission")
-SELECTION_RULES = ("mean_over_seeds", "per_seed")
+OptimizerKind = Literal["handcrafted", "learned", "extra", "submission"]
+SelectionRule = Literal["mean_over_seeds", "per_seed"]
+OPTIMIZER_KINDS: tuple[str, ...] = get_args(OptimizerKind)
+SELECTION_RULES: tuple[str, ...] = get_args(SelectionRule)
 KIND_LABELS = {"handcrafted": "hand-crafted", "learned": "learned", "extra": "extra",
                "submission": "submission"}
 
 
-@dataclass(frozen=True)
+@pydantic.with_config(SPEC_CONFIG)
+class Strategy(TypedDict, total=False):
+    """``[strategy]`` of a task: how the engine runs it when measured defaults do not fit."""
+
+    steps: Literal["scan", "loop"]
+    runs: Literal["vmap", "sequential"]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
 class TaskSpec:
-    """A training problem: model, dataset, batch size, horizon and evaluation cadence."""
+    """A training problem: model, dataset, batch size, horizon and evaluation cadence.
+
+    Raises pydantic's ValidationError when built directly; :func:`parse_task` turns it
+    into a SpecError naming the file and key.
+    """
 
     name: str
     family: str
     dataset: str
-    batch_size: int
-    steps: int
+    batch_size: PositiveInt
+    steps: PositiveInt = 2000
+    _: dataclasses.KW_ONLY
     model: dict[str, Any]
-    data: dict[str, Any] = field(default_factory=dict)
-    eval_every: int = 10
-    eval_batches: int = 5
-    last_eval_batches: int = 10
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    eval_every: PositiveInt = 10
+    eval_batches: PositiveInt = 5
+    last_eval_batches: PositiveInt = 10
     description: str = ""
     note: str = ""
-    strategy: dict[str, str] = field(default_factory=dict)
+    strategy: Strategy = dataclasses.field(default_factory=dict)
     path: str = ""
+
+    @pydantic.field_validator("model")
+    @classmethod
+    def _model_kind(cls, model: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(model.get("kind"), str):
+            raise KeyProblem("kind", "is required: the model family to build (e.g. 'mlp')")
+        return model
+
+    @pydantic.model_validator(mode="after")
+    def _whole_evals(self) -> TaskSpec:
+        if self.steps % self.eval_every != 0:
+            raise KeyProblem("steps", f"{self.steps} is not a multiple of eval_every={self.eval_every}")
+        return self
 
     def resolved(self) -> dict[str, Any]:
         """Everything that changes the numbers (the path does not)."""
@@ -55,21 +96,41 @@ class TaskSpec:
         return d
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
+class CheckpointTable:
+    """``[checkpoint]`` of a learned optimizer spec (stored in :class:`OptimizerSpec` as a dict)."""
+
+    source: str
+    sha256: str = ""
+    note: str = ""
+    label: str = ""
+    make: str = ""
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
 class OptimizerSpec:
     """An optimizer: a factory name, fixed defaults, a tuning grid, and (if learned) a checkpoint."""
 
     name: str
-    kind: str
+    kind: OptimizerKind
     factory: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-    grid: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    grid: Grid = dataclasses.field(default_factory=dict)
     reference: str = ""
     needs_loss: bool = False
-    checkpoint: dict[str, str] = field(default_factory=dict)
+    checkpoint: dict[str, str] = dataclasses.field(default_factory=dict)
     meta_training: str = ""
     description: str = ""
     path: str = ""
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> OptimizerSpec:
+        if self.kind == "learned" and not self.checkpoint:
+            raise KeyProblem("checkpoint", "learned optimizers need a [checkpoint] table with a source")
+        for k in self.grid:
+            if k in self.defaults:
+                raise KeyProblem(f"grid.{k}", "is also set in [defaults]; tune it or fix it, not both")
+        return self
 
     @property
     def tuned(self) -> bool:
@@ -92,138 +153,56 @@ class OptimizerSpec:
         return d
 
 
-@dataclass(frozen=True)
+Names = Annotated[tuple[str, ...], Field(min_length=1, strict=False)]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
 class SuiteSpec:
     """A grid manifest: which tasks, optimizers, seeds, horizon and grids, and the scoring rule."""
 
     name: str
     version: str
-    tasks: tuple[str, ...]
-    optimizers: tuple[str, ...]
-    seeds: int = 3
-    steps: int | None = None
-    grids: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
-    selection: str = "mean_over_seeds"
-    ema_alpha: float = 0.9
+    tasks: Names
+    optimizers: Names
+    seeds: PositiveInt = 3
+    steps: PositiveInt | None = None
+    grids: dict[str, Grid] = dataclasses.field(default_factory=dict)
+    selection: SelectionRule = "mean_over_seeds"
+    ema_alpha: Annotated[FiniteFloat, Field(ge=0.0, lt=1.0)] = 0.9
     description: str = ""
     path: str = ""
 
 
-_TASK_FIELDS = {
-    "name": Field((str,), required=True),
-    "family": Field((str,), required=True),
-    "dataset": Field((str,), required=True),
-    "batch_size": Field((int,), required=True, positive=True),
-    "steps": Field((int,), default=2000, positive=True),
-    "eval_every": Field((int,), default=10, positive=True),
-    "eval_batches": Field((int,), default=5, positive=True),
-    "last_eval_batches": Field((int,), default=10, positive=True),
-    "description": Field((str,), default=""),
-    "note": Field((str,), default=""),
-    "model": Field((dict,), required=True),
-    "data": Field((dict,), default=None),
-    "strategy": Field((dict,), default=None),
-}
-_STRATEGY_FIELDS = {
-    "steps": Field((str,), choices=("scan", "loop")),
-    "runs": Field((str,), choices=("vmap", "sequential")),
-}
-_OPT_FIELDS = {
-    "name": Field((str,), required=True),
-    "kind": Field((str,), required=True, choices=OPTIMIZER_KINDS),
-    "factory": Field((str,), required=True),
-    "defaults": Field((dict,), default=None),
-    "grid": Field((dict,), default=None),
-    "reference": Field((str,), default=""),
-    "needs_loss": Field((bool,), default=False),
-    "checkpoint": Field((dict,), default=None),
-    "meta_training": Field((str,), default=""),
-    "description": Field((str,), default=""),
-}
-_CHECKPOINT_FIELDS = {
-    "source": Field((str,), required=True),
-    "sha256": Field((str,), default=""),
-    "note": Field((str,), default=""),
-    "label": Field((str,), default=""),
-    "make": Field((str,), default=""),
-}
-_SUITE_FIELDS = {
-    "name": Field((str,), required=True),
-    "version": Field((str,), required=True),
-    "tasks": Field((list,), required=True),
-    "optimizers": Field((list,), required=True),
-    "seeds": Field((int,), default=3, positive=True),
-    "steps": Field((int,), default=None, positive=True),
-    "grids": Field((dict,), default=None),
-    "selection": Field((str,), default="mean_over_seeds", choices=SELECTION_RULES),
-    "ema_alpha": Field((float,), default=0.9),
-    "description": Field((str,), default=""),
-}
-
-
-def _check_name(path: Path, name: str) -> None:
-    if name != path.stem:
+def _check_name(path: Path, table: dict[str, Any]) -> None:
+    """The one rule a model cannot check alone: ``name`` equals the file's stem."""
+    name = table.get("name")
+    if isinstance(name, str) and name != path.stem:
         raise SpecError(path, "name", f"'{name}' must equal the file name '{path.stem}'")
 
 
 def parse_task(path: Path) -> TaskSpec:
-    """Load and validate one task spec."""
-    raw = validate(path, read_toml(path), _TASK_FIELDS)
-    _check_name(path, raw["name"])
-    model = raw["model"]
-    if not isinstance(model.get("kind"), str):
-        raise SpecError(path, "model.kind", "is required: the model family to build (e.g. 'mlp')")
-    strategy = validate(path, raw["strategy"] or {}, _STRATEGY_FIELDS, prefix="strategy.")
-    strategy = {k: v for k, v in strategy.items() if v is not None}
-    if raw["steps"] % raw["eval_every"] != 0:
-        raise SpecError(path, "steps", f"{raw['steps']} is not a multiple of eval_every={raw['eval_every']}")
-    return TaskSpec(**{**raw, "data": raw["data"] or {}, "strategy": strategy, "path": str(path)})
-
-
-def _grid(path: Path, key: str, table: Any) -> dict[str, tuple[float, ...]]:
-    if not isinstance(table, dict):
-        raise SpecError(path, key, f"expected a table of hyper-parameter -> list of values, got {table!r}")
-    return {k: float_list(path, f"{key}.{k}", v) for k, v in table.items()}
+    """Load and validate one task spec (SpecError naming the file and key if malformed)."""
+    table = read_toml(path)
+    _check_name(path, table)
+    return build(TaskSpec, path, table, path=str(path))
 
 
 def parse_optimizer(path: Path, kind_default: str | None = None) -> OptimizerSpec:
-    """Load and validate one optimizer spec."""
+    """Load and validate one optimizer spec; `kind_default` fills a missing ``kind``."""
     table = read_toml(path)
     if kind_default and "kind" not in table:
         table = {**table, "kind": kind_default}
-    raw = validate(path, table, _OPT_FIELDS)
-    _check_name(path, raw["name"])
-    ckpt = raw["checkpoint"]
-    if ckpt is not None:
-        ckpt = validate(path, ckpt, _CHECKPOINT_FIELDS, prefix="checkpoint.")
-    if raw["kind"] == "learned" and not ckpt:
-        raise SpecError(path, "checkpoint", "learned optimizers need a [checkpoint] table with a source")
-    grid = _grid(path, "grid", raw["grid"] or {})
-    defaults = raw["defaults"] or {}
-    for k in grid:
-        if k in defaults:
-            raise SpecError(path, f"grid.{k}", "is also set in [defaults]; tune it or fix it, not both")
-    return OptimizerSpec(
-        **{**raw, "defaults": defaults, "grid": grid, "checkpoint": ckpt or {}, "path": str(path)}
-    )
+    _check_name(path, table)
+    if "checkpoint" in table:  # stored with every key filled: it is part of the run key
+        table = {**table, "checkpoint": asdict(build(CheckpointTable, path, table["checkpoint"], "checkpoint"))}
+    return build(OptimizerSpec, path, table, path=str(path))
 
 
 def parse_suite(path: Path) -> SuiteSpec:
     """Load and validate one suite manifest (names are checked against the registry later)."""
-    raw = validate(path, read_toml(path), _SUITE_FIELDS)
-    _check_name(path, raw["name"])
-    for key in ("tasks", "optimizers"):
-        if not raw[key] or not all(isinstance(x, str) for x in raw[key]):
-            raise SpecError(path, key, "expected a non-empty list of names")
-    grids = {}
-    for opt, table in (raw["grids"] or {}).items():
-        grids[opt] = _grid(path, f"grids.{opt}", table)
-    if not 0.0 <= raw["ema_alpha"] < 1.0:
-        raise SpecError(path, "ema_alpha", f"must be in [0, 1), got {raw['ema_alpha']}")
-    return SuiteSpec(
-        **{**raw, "tasks": tuple(raw["tasks"]), "optimizers": tuple(raw["optimizers"]),
-           "grids": grids, "path": str(path)}
-    )
+    table = read_toml(path)
+    _check_name(path, table)
+    return build(SuiteSpec, path, table, path=str(path))
 
 
 def spec_root() -> Path:

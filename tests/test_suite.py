@@ -121,3 +121,48 @@ def test_installed_copy_inside_another_git_repo_reports_no_commit(tmp_path):
     spec.loader.exec_module(installed)
     assert installed.git_commit() == ""
     assert len(prov.git_commit()) in (0, 12)  # the source checkout: its own commit (or no git)
+
+
+GOLDEN = Path(__file__).parent / "golden" / "resolved_specs.json"
+
+
+def _resolved_specs() -> dict[str, dict[str, str]]:
+    """Spec level of every run key: canonical JSON of each shipped spec as it is hashed."""
+    import dataclasses
+
+    from celo_bench.submission import parse_submission
+    from celo_bench.suite import canonical_json
+
+    reg = load_registry()
+    subs = sorted((Path(__file__).parents[1] / "submissions" / "examples").iterdir())
+    return {
+        "tasks": {n: canonical_json(t.resolved()) for n, t in sorted(reg.tasks.items())},
+        "optimizers": {n: canonical_json(o.resolved()) for n, o in sorted(reg.optimizers.items())},
+        "grids": {n: canonical_json(o.grid) for n, o in sorted(reg.optimizers.items())},
+        "suites": {n: canonical_json({k: v for k, v in dataclasses.asdict(s).items() if k != "path"})
+                   for n, s in sorted(reg.suites.items())},
+        "submissions": {p.name: canonical_json({k: v for k, v in dataclasses.asdict(parse_submission(p)).items()
+                                                if k != "folder"}) for p in subs},
+    }
+
+
+def test_resolved_specs_match_the_golden_file():
+    """Run keys hash these strings: a parser change must not turn 8 into 8.0, nor drop a default.
+
+    After an intended change of a spec, regenerate with
+    ``CELO_BENCH_UPDATE_GOLDEN=1 pytest tests/test_suite.py -k golden``.
+    """
+    import json
+    import os
+
+    got = _resolved_specs()
+    if os.environ.get("CELO_BENCH_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    for section in want:
+        changed = sorted(n for n in set(want[section]) | set(got[section])
+                         if want[section].get(n) != got[section].get(n))
+        assert not changed, f"{section}: {changed}"
+    assert "1e-05" in got["grids"]["adam"] or "0.001" in got["grids"]["adam"]  # floats stay floats
+    assert '"batch_size":64' in got["tasks"]["smoke_digits_mlp"]  # ints stay ints

@@ -15,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
+import pydantic
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from celo_bench._schema import Field, read_toml, validate
+from celo_bench._schema import SPEC_CONFIG, FiniteFloat, KeyProblem, build, describe, read_toml
 from celo_bench.errors import SpecError
 
 TOML_NAME = "submission.toml"
@@ -35,44 +38,166 @@ TEMPLATE_HINT = "see submissions/template/submission.toml"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
-_FIELDS = {
-    "name": Field((str,), required=True),
-    "authors": Field((list,), required=True),
-    "description": Field((str,), required=True),
-    "kind": Field((str,), required=True, choices=KINDS),
-    "license": Field((str,), required=True),
-    "reference": Field((str,), default=""),
-    "defaults": Field((dict,), default=None),
-    "search_space": Field((dict,), default=None),
-    "checkpoint": Field((dict,), default=None),
-    "meta_training": Field((dict,), default=None),
-}
-_CHECKPOINT_FIELDS = {
-    "source": Field((str,), required=True),
-    "sha256": Field((str,), required=True),
-}
-_CARD_FIELDS = {
-    "tasks": Field((str, list), required=True),
-    "compute": Field((str,), required=True),
-    "note": Field((str,), default=""),
-}
+
+def _name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise ValueError(f"'{name}' must be 1-40 characters of lower-case letters, digits and _, "
+                         "starting with a letter (it names folders in the results store)")
+    return name
 
 
-@dataclass(frozen=True)
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"is empty; {TEMPLATE_HINT}")
+    return value.strip()
+
+
+def _authors(names: tuple[str, ...]) -> tuple[str, ...]:
+    if not names or not all(a.strip() for a in names):
+        raise ValueError('must be a non-empty list of names, e.g. ["Ada Lovelace"]')
+    return names
+
+
+def _sha256(value: str) -> str:
+    if not _SHA_RE.match(value.lower()):
+        raise ValueError("must be 64 hexadecimal digits (run `sha256sum theta.state`)")
+    return value.lower()
+
+
+def _tasks(value: Any) -> Any:
+    if not isinstance(value, str | list):
+        raise ValueError(f"expected str or a list, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _distinct(points: tuple[float, ...]) -> tuple[float, ...]:
+    if len(set(points)) != len(points):
+        raise ValueError(f"has repeated values {list(points)!r}; list each point once")
+    return points
+
+
+_POINTS = TypeAdapter(
+    Annotated[tuple[FiniteFloat, ...], Field(min_length=1, strict=False), AfterValidator(_distinct)],
+    config=SPEC_CONFIG,
+)
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
+class LogRange:
+    """``{low, high, num}``: `num` log-spaced points from `low` to `high`, both included."""
+
+    low: Annotated[FiniteFloat, Field(gt=0)]
+    high: Annotated[FiniteFloat, Field(gt=0)]
+    num: Annotated[int, Field(ge=2)]
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> LogRange:
+        if not self.low < self.high:
+            raise KeyProblem("", f"low ({self.low!r}) must be smaller than high ({self.high!r})")
+        return self
+
+    def points(self) -> tuple[float, ...]:
+        return tuple(float(x) for x in np.geomspace(self.low, self.high, self.num))
+
+
+def _axis(name: str, value: Any) -> tuple[float, ...]:
+    """One hyper-parameter's points: an explicit list, or a log range; KeyProblem if malformed."""
+    example = "{ low = 1e-4, high = 1e-1, num = 7 }"
+    if not name.isidentifier():
+        raise KeyProblem(name, "is not a Python identifier; it must be a keyword argument of make_optimizer")
+    if isinstance(value, list):
+        try:
+            return _POINTS.validate_python(value)
+        except ValidationError as e:  # keyed at the list: "search_space.lr"
+            raise KeyProblem(name, describe(None, e)[1]) from None
+    if isinstance(value, dict):
+        if set(value) != {"low", "high", "num"}:
+            raise KeyProblem(name, f"a range needs exactly the keys low, high and num (got "
+                             f"{', '.join(sorted(value)) or 'none'}); write e.g. {name} = {example}")
+        try:
+            return LogRange(**value).points()
+        except ValidationError as e:
+            key, problem = describe(LogRange, e)
+            raise KeyProblem(f"{name}.{key}" if key else name, problem) from None
+    raise KeyProblem(name, f"expected a list of points or a table {{ low, high, num }}, "
+                     f"got {type(value).__name__} {value!r}")
+
+
+def _space(table: Any) -> dict[str, tuple[float, ...]]:
+    """``[search_space]``: hyper-parameter -> list of points, or a log range {low, high, num}."""
+    if not isinstance(table, dict):
+        raise KeyProblem("", f"must be a table of hyper-parameter = [points] or {{ low, high, num }}, "
+                         f"got {table!r}")
+    space = {name: _axis(name, value) for name, value in table.items()}
+    n = math.prod(len(v) for v in space.values())
+    if n > MAX_POINTS:
+        raise KeyProblem("", f"has {n} points, more than {MAX_POINTS}; every point is trained on "
+                         "every task and seed: use fewer values")
+    return space
+
+
+def _defaults(table: dict[str, Any]) -> dict[str, Any]:
+    for k, v in table.items():
+        if not k.isidentifier():
+            raise KeyProblem(k, "is not a Python identifier (a keyword of make_optimizer)")
+        if not isinstance(v, bool | int | float | str):
+            raise KeyProblem(k, f"must be a number, bool or string, got {type(v).__name__}")
+    return table
+
+
+@pydantic.with_config(SPEC_CONFIG)
+class CheckpointTable(TypedDict):
+    """``[checkpoint]`` of a learned submission."""
+
+    source: str
+    sha256: Annotated[str, AfterValidator(_sha256)]
+
+
+@pydantic.with_config(SPEC_CONFIG)
+class MetaTrainingCard(TypedDict):
+    """``[meta_training]`` of a learned submission: what it was meta-trained on, with what compute."""
+
+    tasks: Annotated[Any, AfterValidator(_tasks)]
+    compute: str
+    note: NotRequired[str]
+
+
+Text = Annotated[str, AfterValidator(_text)]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
 class Submission:
     """A parsed ``submission.toml`` (nothing from ``optimizer.py`` has been run)."""
 
     folder: Path
-    name: str
-    authors: tuple[str, ...]
-    description: str
-    kind: str
-    license: str
+    name: Annotated[str, AfterValidator(_name)]
+    authors: Annotated[tuple[str, ...], Field(strict=False), AfterValidator(_authors)]
+    description: Text
+    kind: Literal["handcrafted", "learned"]
+    license: Text
     reference: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
-    search_space: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    checkpoint: dict[str, str] = field(default_factory=dict)  # source, sha256 (learned only)
-    meta_training: dict[str, Any] = field(default_factory=dict)  # tasks, compute, note
+    defaults: Annotated[dict[str, Any], AfterValidator(_defaults)] = field(default_factory=dict)
+    search_space: Annotated[dict[str, tuple[float, ...]], BeforeValidator(_space)] = field(default_factory=dict)
+    checkpoint: CheckpointTable = field(default_factory=dict)  # type: ignore[assignment]  # {} unless learned
+    meta_training: MetaTrainingCard = field(default_factory=dict)  # type: ignore[assignment]  # {} unless learned
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> Submission:
+        for k in self.search_space:
+            if k in self.defaults:
+                raise KeyProblem(f"search_space.{k}", "is also set in [defaults]; tune it or fix it, not both")
+        if self.learned:
+            if not self.checkpoint:
+                raise KeyProblem("checkpoint", "learned submissions need a [checkpoint] table with "
+                                 f"source and sha256; {TEMPLATE_HINT}")
+            if not self.meta_training:
+                raise KeyProblem("meta_training", "learned submissions need a [meta_training] card "
+                                 f"with tasks and compute; {TEMPLATE_HINT}")
+        else:
+            for key in ("checkpoint", "meta_training"):
+                if getattr(self, key):
+                    raise KeyProblem(key, 'is only for kind = "learned"; remove it or change kind')
+        return self
 
     @property
     def toml_path(self) -> Path:
@@ -103,70 +228,12 @@ def source_sha256(folder: Path) -> str:
     return hashlib.sha256((Path(folder) / CODE_NAME).read_bytes()).hexdigest()
 
 
-def log_range(path: Path, key: str, table: dict[str, Any]) -> tuple[float, ...]:
-    """``{low, high, num}`` -> ``num`` log-spaced points from low to high, both included."""
-    example = "{ low = 1e-4, high = 1e-1, num = 7 }"
-    if set(table) != {"low", "high", "num"}:
-        raise SpecError(path, key, f"a range needs exactly the keys low, high and num (got "
-                        f"{', '.join(sorted(table)) or 'none'}); write e.g. {key.split('.')[-1]} = {example}")
-    low, high, num = table["low"], table["high"], table["num"]
-    for k, v in (("low", low), ("high", high)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-            raise SpecError(path, f"{key}.{k}", f"must be a positive finite number (the range is "
-                            f"log-scaled), got {v!r}")
-    if not low < high:
-        raise SpecError(path, key, f"low ({low!r}) must be smaller than high ({high!r})")
-    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
-        raise SpecError(path, f"{key}.num", f"must be an integer >= 2 (points from low to high), got {num!r}")
-    return tuple(float(x) for x in np.geomspace(float(low), float(high), num))
-
-
-def points_list(path: Path, key: str, values: list) -> tuple[float, ...]:
-    """An explicit list of finite, distinct numbers."""
-    if not values:
-        raise SpecError(path, key, "is an empty list; give at least one value, e.g. [1e-3, 1e-2]")
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise SpecError(path, key, f"values must be finite numbers, got {v!r}")
-        out.append(float(v))
-    if len(set(out)) != len(out):
-        raise SpecError(path, key, f"has repeated values {values!r}; list each point once")
-    return tuple(out)
-
-
 def parse_search_space(path: Path, table: Any) -> dict[str, tuple[float, ...]]:
-    """``[search_space]``: hyper-parameter -> list of points, or a log range {low, high, num}."""
-    if not isinstance(table, dict):
-        raise SpecError(path, "search_space", f"must be a table of hyper-parameter = [points] or "
-                        f"{{ low, high, num }}, got {table!r}")
-    space = {}
-    for name, value in table.items():
-        key = f"search_space.{name}"
-        if not name.isidentifier():
-            raise SpecError(path, key, "is not a Python identifier; it must be a keyword argument "
-                            "of make_optimizer")
-        if isinstance(value, list):
-            space[name] = points_list(path, key, value)
-        elif isinstance(value, dict):
-            space[name] = log_range(path, key, value)
-        else:
-            raise SpecError(path, key, f"expected a list of points or a table {{ low, high, num }}, "
-                            f"got {type(value).__name__} {value!r}")
-    n = math.prod(len(v) for v in space.values())
-    if n > MAX_POINTS:
-        raise SpecError(path, "search_space", f"has {n} points, more than {MAX_POINTS}; every point "
-                        "is trained on every task and seed: use fewer values")
-    return space
-
-
-def _defaults(path: Path, table: dict[str, Any]) -> dict[str, Any]:
-    for k, v in table.items():
-        if not k.isidentifier():
-            raise SpecError(path, f"defaults.{k}", "is not a Python identifier (a keyword of make_optimizer)")
-        if not isinstance(v, bool | int | float | str):
-            raise SpecError(path, f"defaults.{k}", f"must be a number, bool or string, got {type(v).__name__}")
-    return dict(table)
+    """``[search_space]`` alone -> hyper-parameter -> points (SpecError keyed ``search_space...``)."""
+    try:
+        return _space(table)
+    except KeyProblem as e:
+        raise SpecError(path, f"search_space.{e.key}" if e.key else "search_space", e.problem) from None
 
 
 def parse_submission(folder: str | Path) -> Submission:
@@ -186,46 +253,7 @@ def parse_submission(folder: str | Path) -> Submission:
     for required in (TOML_NAME, CODE_NAME):
         if not (folder / required).is_file():
             raise SpecError(folder / required, "<file>", "is missing; copy it from submissions/template/")
-    raw = validate(path, read_toml(path), _FIELDS)
-    name = raw["name"]
-    if not _NAME_RE.match(name):
-        raise SpecError(path, "name", f"'{name}' must be 1-40 characters of lower-case letters, digits "
-                        "and _, starting with a letter (it names folders in the results store)")
-    authors = raw["authors"]
-    if not authors or not all(isinstance(a, str) and a.strip() for a in authors):
-        raise SpecError(path, "authors", 'must be a non-empty list of names, e.g. ["Ada Lovelace"]')
-    for key in ("description", "license"):
-        if not raw[key].strip():
-            raise SpecError(path, key, f"is empty; {TEMPLATE_HINT}")
-    defaults = _defaults(path, raw["defaults"] or {})
-    space = parse_search_space(path, raw["search_space"] or {})
-    for k in space:
-        if k in defaults:
-            raise SpecError(path, f"search_space.{k}", "is also set in [defaults]; tune it or fix it, not both")
-    ckpt, card = raw["checkpoint"], raw["meta_training"]
-    if raw["kind"] == "learned":
-        if ckpt is None:
-            raise SpecError(path, "checkpoint", "learned submissions need a [checkpoint] table with "
-                            f"source and sha256; {TEMPLATE_HINT}")
-        ckpt = validate(path, ckpt, _CHECKPOINT_FIELDS, prefix="checkpoint.")
-        if not _SHA_RE.match(ckpt["sha256"].lower()):
-            raise SpecError(path, "checkpoint.sha256", "must be 64 hexadecimal digits (run "
-                            "`sha256sum theta.state`)")
-        if card is None:
-            raise SpecError(path, "meta_training", "learned submissions need a [meta_training] card "
-                            f"with tasks and compute; {TEMPLATE_HINT}")
-        card = validate(path, card, _CARD_FIELDS, prefix="meta_training.")
-    else:
-        for key, table in (("checkpoint", ckpt), ("meta_training", card)):
-            if table is not None:
-                raise SpecError(path, key, "is only for kind = \"learned\"; remove it or change kind")
-    return Submission(
-        folder=folder, name=name, authors=tuple(authors), description=raw["description"].strip(),
-        kind=raw["kind"], license=raw["license"].strip(), reference=raw["reference"],
-        defaults=defaults, search_space=space,
-        checkpoint={"source": ckpt["source"], "sha256": ckpt["sha256"].lower()} if ckpt else {},
-        meta_training=dict(card) if card else {},
-    )
+    return build(Submission, path, read_toml(path), folder=folder)
 
 
 def check_points(sub: Submission) -> list[dict[str, float]]:
