@@ -429,3 +429,64 @@ def test_resolve_hub_lists_matching_files_with_their_hashes(monkeypatch):
         ("test", "plain_text/test/0000.parquet", 3)]
     assert remotes[0].checksums == {"sha256": "1" * 64} and remotes[2].checksums == {"git-sha1": "b" * 40}
     assert remotes[0].url.endswith("/datasets/billion-word-benchmark/lm1b/resolve/c0ffee/plain_text/train/0000.parquet")
+    assert remotes[0].hub == fetch.HubFile("billion-word-benchmark/lm1b", "dataset", "c0ffee")  # pinned commit
+
+
+def test_hub_files_come_through_hf_hub_download_and_are_checked(tmp_path, monkeypatch):
+    """hf_hub_download (faked: no network) gets the pinned commit; a wrong sha256 leaves no file."""
+    from celo_bench.data import fetch
+
+    payload, calls = b"parquet bytes", []
+
+    def fake_download(repo, filename, *, repo_type, revision, local_dir, tqdm_class):
+        calls.append((repo, filename, repo_type, revision))
+        out = Path(local_dir) / filename
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(payload)
+        return str(out)
+
+    monkeypatch.setattr(fetch.huggingface_hub, "hf_hub_download", fake_download)
+    hub = fetch.HubFile("owner/repo", "dataset", "c0ffee")
+    good = hashlib.sha256(payload).hexdigest()
+    dest = tmp_path / "dl" / "plain_text" / "train.parquet"
+    seen = []
+    digests = fetch.fetch(fetch.Remote("u", "plain_text/train.parquet", size=len(payload),
+                                       checksums={"sha256": good}, hub=hub), dest, lambda d, t: seen.append((d, t)))
+    assert digests == {"md5": hashlib.md5(payload).hexdigest(), "sha256": good} and dest.read_bytes() == payload
+    assert calls == [("owner/repo", "plain_text/train.parquet", "dataset", "c0ffee")]
+    dest.unlink()
+    with pytest.raises(DataCorruptError, match="sha256 mismatch"):
+        fetch.fetch(fetch.Remote("u", "plain_text/train.parquet", checksums={"sha256": "0" * 64}, hub=hub), dest)
+    assert not dest.exists()
+    with pytest.raises(DataCorruptError, match="truncated"):
+        fetch.fetch(fetch.Remote("u", "plain_text/train.parquet", size=99, hub=hub), dest)
+    assert not dest.exists()
+
+
+def test_offline_hub_download_fails_with_one_line(tmp_path, monkeypatch):
+    """The real hf_hub_download in offline mode: no socket, a DataMissingError, nothing written."""
+    import huggingface_hub
+
+    from celo_bench.data import fetch
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    dest = tmp_path / "dl" / "x.parquet"
+    remote = fetch.Remote("u", "x.parquet", hub=fetch.HubFile("owner/repo", "dataset", "c0ffee"))
+    with pytest.raises(DataMissingError, match="cannot download") as e:
+        fetch.fetch(remote, dest)
+    assert "\n" not in str(e.value) and not dest.exists()
+
+
+def test_missing_pooch_names_the_extra(root, tmp_path, monkeypatch, capsys):
+    """Without pooch, `data prepare` says which extra to install, `[paper]` printed literally."""
+    import sys
+
+    from celo_bench.cli import main
+
+    monkeypatch.setitem(sys.modules, "pooch", None)  # `import pooch` raises ImportError
+    monkeypatch.setattr(sys, "argv", ["celo-bench", "data", "prepare", "mnist", "--source", "original"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert e.value.code == 2 and len(errors) == 1
+    assert "pip install 'celo-bench[paper]'" in errors[0] and "'mnist'" in errors[0]

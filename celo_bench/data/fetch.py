@@ -1,25 +1,33 @@
-"""Downloads: one verified file at a time, never half-written.
+"""Downloads through pooch and huggingface_hub: verified, never half-written.
 
-Each :class:`Remote` carries the checksums known for it: the publisher's md5 (MNIST,
-Fashion-MNIST, CIFAR pages), a pinned sha256, or the hub's LFS sha256 / git blob sha1
-read from the HuggingFace API. :func:`fetch` streams the URL (``https://``, ``http://``
-or ``file://``) into ``<dest>.part`` while hashing, checks size and every checksum, and
-only then renames the file into place; a mismatch deletes the partial file and raises
-:class:`~celo_bench.data.cache.DataCorruptError`. ``huggingface_hub`` (optional extra
-``paper``) is imported lazily and only to list a hub repo's files and their hashes.
+- Files a publisher serves (MNIST-style IDX, the CIFAR archives) come through
+  :func:`pooch.retrieve` with the publisher's md5 or a pinned sha256: pooch writes a
+  temporary file next to the target and moves it into place only once the hash matches
+  (a mismatch deletes it). pooch is optional (``pip install 'celo-bench[paper]'``).
+- Files of a HuggingFace hub repo come through :func:`huggingface_hub.hf_hub_download`
+  (resumable, size-checked, honours ``HF_TOKEN``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``)
+  and are then checked against the LFS sha256 (or git blob sha1) the hub lists for them.
+
+Either way a mismatch raises :class:`~celo_bench.data.cache.DataCorruptError` and leaves
+no file behind; an unreachable source raises :class:`~celo_bench.errors.DataMissingError`.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
+import shutil
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import huggingface_hub
 
 from celo_bench.data.cache import DataCorruptError, file_digests
 from celo_bench.data.sources import HubSource
@@ -27,6 +35,15 @@ from celo_bench.errors import DataMissingError
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes done so far, total bytes or None)."""
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """Where the hub serves a :class:`Remote`: repo, repo type and the pinned commit."""
+
+    repo: str
+    repo_type: str
+    revision: str
 
 
 @dataclass(frozen=True)
@@ -38,6 +55,32 @@ class Remote:
     size: int | None = None
     checksums: dict[str, str] = field(default_factory=dict)  # "sha256" | "md5" | "git-sha1"
     split: str = ""
+    hub: HubFile | None = None  # set: fetched with hf_hub_download, else with pooch
+
+
+class _Bar:
+    """Feeds a :data:`Progress` callback from pooch's and huggingface_hub's progress bars
+    (both call ``update(n)``; pooch sets ``total`` and calls ``reset``/``close``)."""
+
+    def __init__(self, progress: Progress | None, total: int | None = None, initial: int = 0, **_: Any):
+        self.progress, self.total, self.done = progress, total, initial
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(min(self.done, self.total) if self.total else self.done, self.total or None)
+
+    def reset(self) -> None:
+        self.done = 0
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def _git_blob_sha1(path: Path) -> str:
@@ -49,98 +92,124 @@ def _git_blob_sha1(path: Path) -> str:
     return h.hexdigest()
 
 
-def check(path: Path, remote: Remote) -> dict[str, str]:
-    """Verify `path` against `remote`'s size and checksums; returns its md5 and sha256."""
-    size = path.stat().st_size
+def _check_size(path: Path | str, remote: Remote) -> None:
+    size = os.path.getsize(path)
     if remote.size is not None and size != remote.size:
-        raise DataCorruptError(
-            f"{remote.name}: got {size} bytes, expected {remote.size} (truncated or wrong file)"
-        )
-    digests = file_digests(path, ("sha256", "md5"))
+        raise DataCorruptError(f"{remote.name}: got {size} bytes, expected {remote.size} (truncated or wrong file)")
+
+
+def check(path: Path, remote: Remote) -> None:
+    """Verify `path` against every size and checksum `remote` lists (DataCorruptError if not)."""
+    _check_size(path, remote)
+    digests = file_digests(path, tuple(a for a in remote.checksums if a != "git-sha1"))
     if "git-sha1" in remote.checksums:
         digests["git-sha1"] = _git_blob_sha1(path)
     for algo, want in remote.checksums.items():
         if digests[algo] != want.lower():
-            raise DataCorruptError(
-                f"{remote.name}: {algo} mismatch (expected {want}, got {digests[algo]}); "
-                "the download is corrupted or the source changed"
-            )
-    return {"md5": digests["md5"], "sha256": digests["sha256"]}
+            raise DataCorruptError(f"{remote.name}: {algo} mismatch (expected {want}, got {digests[algo]}); "
+                                   "the download is corrupted or the source changed")
 
 
-def _open(url: str):
-    headers = {"User-Agent": "celo-bench"}
-    token = os.environ.get("HF_TOKEN")
-    if token and "huggingface" in url:
-        headers["Authorization"] = f"Bearer {token}"
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+def _root(dest: Path, remote: Remote) -> Path:
+    """The folder that `dest` = ``<folder>/<remote.name>`` (a relative path) lives under."""
+    if dest.parts[-len(Path(remote.name).parts):] != Path(remote.name).parts:
+        raise ValueError(f"{dest} does not end with {remote.name}")
+    return dest.parents[len(Path(remote.name).parts) - 1]
+
+
+def _pooch() -> ModuleType:
+    try:
+        import pooch
+    except ImportError:
+        raise DataMissingError("downloading the published files needs pooch: pip install 'celo-bench[paper]'") from None
+    pooch.get_logger().setLevel("WARNING")  # our progress bars say what is downloading
+    return pooch
+
+
+def _copy_file(url: str, output_file: str, _pooch: object = None) -> None:
+    """A pooch downloader for ``file://`` URLs (a local mirror)."""
+    shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlparse(url).path), output_file)
+
+
+def _via_pooch(remote: Remote, dest: Path, progress: Progress | None) -> None:
+    pooch = _pooch()
+    if remote.url.startswith("file://"):
+        inner: Callable[..., Any] = _copy_file
+    else:
+        inner = pooch.HTTPDownloader(progressbar=_Bar(progress) if progress else False,
+                                     headers={"User-Agent": "celo-bench"}, timeout=60)
+
+    def download(url: str, output_file: str, p: object) -> None:
+        inner(url, output_file, p)
+        _check_size(output_file, remote)  # pooch then checks the hash, and deletes on failure
+
+    algo = "sha256" if "sha256" in remote.checksums else "md5" if "md5" in remote.checksums else None
+    known = f"{algo}:{remote.checksums[algo].lower()}" if algo else None
+    try:
+        pooch.retrieve(remote.url, known, fname=remote.name, path=_root(dest, remote), downloader=download)
+    except ValueError as e:
+        if "does not match the known hash" not in str(e):
+            raise
+        raise DataCorruptError(f"{remote.name}: {algo} mismatch ({e}); the download is corrupted or the "
+                               "source changed") from None
+    except OSError as e:  # requests' errors (connection, HTTP status, timeouts) are OSErrors too
+        raise DataMissingError(f"cannot download {remote.url}: {e}") from None
+
+
+def _via_hub(remote: Remote, dest: Path, progress: Progress | None) -> None:
+    assert remote.hub is not None
+    try:
+        path = huggingface_hub.hf_hub_download(
+            remote.hub.repo, remote.name, repo_type=remote.hub.repo_type, revision=remote.hub.revision,
+            local_dir=_root(dest, remote), tqdm_class=functools.partial(_Bar, progress) if progress else None)
+    except Exception as e:  # offline, network, auth, missing file: all end the same way for the user
+        why = ("HF_HUB_OFFLINE is set and the file is not downloaded yet" if huggingface_hub.constants.HF_HUB_OFFLINE
+               else f"{type(e).__name__}: {e}".split("\n")[0])
+        raise DataMissingError(f"cannot download {remote.url}: {why}") from None
+    try:
+        check(Path(path), remote)  # hf_hub_download checks the size, not the content hash
+    except DataCorruptError:
+        Path(path).unlink(missing_ok=True)
+        raise
 
 
 def fetch(remote: Remote, dest: Path, progress: Progress | None = None) -> dict[str, str]:
-    """Download `remote` to `dest` (skipped when `dest` already verifies); returns digests.
+    """Download `remote` to `dest` (kept when it already verifies); returns its md5 and sha256.
 
-    The bytes go to ``dest.part`` first; `dest` appears only after every check passed.
+    `dest` must end with ``remote.name`` (the folder layout of the source is kept).
+
+    Raises:
+        DataCorruptError: size or checksum mismatch (nothing is left at `dest`).
+        DataMissingError: the source cannot be reached, or pooch is missing.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file():
-        try:
-            return check(dest, remote)
-        except DataCorruptError:
-            dest.unlink()
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with _open(remote.url) as resp, open(part, "wb") as out:
-            total = remote.size or int(resp.headers.get("Content-Length") or 0) or None
-            done = 0
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
-        digests = check(part, remote)
-    except DataCorruptError:
-        part.unlink(missing_ok=True)
-        raise
-    except OSError as e:  # URLError, HTTPError, timeouts, disk errors
-        part.unlink(missing_ok=True)
-        raise DataMissingError(f"cannot download {remote.url}: {e}") from None
-    os.replace(part, dest)
-    return digests
+    if remote.hub is not None:
+        _via_hub(remote, dest, progress)
+    else:
+        _via_pooch(remote, dest, progress)
+    return file_digests(dest, ("md5", "sha256"))
 
 
 def _hub_api() -> Any:
-    try:
-        from huggingface_hub import HfApi
-    except ImportError:
-        raise DataMissingError(
-            "downloading from the HuggingFace hub needs the optional dependencies: "
-            "pip install 'celo-bench[paper]'"
-        ) from None
-    return HfApi()
-
-
-def hub_url(source: HubSource, path: str, revision: str) -> str:
-    """The hub's download URL of `path` (``<endpoint>/[datasets/]<repo>/resolve/<rev>/<path>``)."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    prefix = "datasets/" if source.repo_type == "dataset" else ""
-    rev = urllib.parse.quote(revision, safe="")
-    return f"{endpoint}/{prefix}{source.repo}/resolve/{rev}/{urllib.parse.quote(path)}"
+    return huggingface_hub.HfApi()
 
 
 def resolve_hub(source: HubSource) -> tuple[list[Remote], str]:
     """List the hub files matching `source.patterns`, with their LFS sha256 and commit id.
 
-    Returns ``(remotes, commit)``; URLs are pinned to the resolved commit so every file of
-    one prepare comes from the same revision.
+    Returns ``(remotes, commit)``; every remote is pinned to the resolved commit so every
+    file of one prepare comes from the same revision.
     """
     api = _hub_api()
     try:
         get_info = api.dataset_info if source.repo_type == "dataset" else api.model_info
         info = get_info(source.repo, revision=source.revision, files_metadata=True)
-    except Exception as e:  # network, auth, missing repo: all end the same way for the user
+    except Exception as e:  # network, auth, missing repo, offline: all end the same way for the user
         raise DataMissingError(
-            f"cannot reach the HuggingFace hub for {source.repo}@{source.revision}: {e}"
+            f"cannot reach the HuggingFace hub for {source.repo}@{source.revision}: {e}".split("\n")[0]
         ) from None
+    commit = str(info.sha)
+    hub = HubFile(source.repo, source.repo_type, commit)
     remotes = []
     for split, pattern in source.patterns.items():
         hits = sorted((s for s in info.siblings if fnmatch.fnmatch(s.rfilename, pattern)),
@@ -155,6 +224,7 @@ def resolve_hub(source: HubSource) -> tuple[list[Remote], str]:
             sha = (getattr(lfs, "sha256", None) or (lfs.get("sha256") if isinstance(lfs, dict) else None)
                    if lfs else None)
             checks = {"sha256": sha} if sha else ({"git-sha1": s.blob_id} if s.blob_id else {})
-            url = hub_url(source, s.rfilename, str(info.sha))
-            remotes.append(Remote(url=url, name=s.rfilename, size=s.size, checksums=checks, split=split))
-    return remotes, str(info.sha)
+            url = huggingface_hub.hf_hub_url(source.repo, s.rfilename, repo_type=source.repo_type,
+                                             revision=commit)
+            remotes.append(Remote(url=url, name=s.rfilename, size=s.size, checksums=checks, split=split, hub=hub))
+    return remotes, commit

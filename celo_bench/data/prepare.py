@@ -5,9 +5,9 @@ Sources, tried in this order with ``source="auto"``:
 1. ``local``: original files (or the hub's parquet shards) in a folder given with
    ``--from``, in ``<cache>/raw/<name>/``, or where a system package put them
    (``/usr/share/datasets/fashion-mnist``); no network.
-2. ``hub``: the HuggingFace hub parquet dataset (``huggingface_hub``, optional extra).
-3. ``original``: the publisher's files at their original URLs (checked against the
-   published md5).
+2. ``hub``: the HuggingFace hub parquet dataset (``huggingface_hub.hf_hub_download``).
+3. ``original``: the publisher's files at their original URLs, through ``pooch``
+   (optional extra ``paper``), checked against the published md5.
 
 Every download is verified before use (:mod:`celo_bench.data.fetch`); arrays are
 written to a hidden folder and renamed into place with the manifest
