@@ -1,16 +1,36 @@
 """The results store: one immutable parquet record per run, content-addressed.
 
 Layout: ``<root>/<task>/<optimizer>/<run key>.parquet``. A record is written to a
-temporary file in the same folder and renamed into place, so a killed process leaves
-either the whole record or nothing. Records are plain values (no pickles).
+temporary file ``.tmp-<host>-<pid>-<random>.parquet`` in the same folder and renamed
+into place, so a killed process leaves either the whole record or a temporary file,
+never a half record under a record's name. Records are plain values (no pickles).
+
+Only *finished* records are read: a file named ``<key>.parquet`` (no leading dot) that
+parses, whose stored ``key`` equals its name and whose task and optimizer are its
+folders. Anything else is listed by :meth:`Store.scan`, never read:
+
+- temporary files of a dead writer (``stale``) are removed by :meth:`Store.clean_stale`;
+  those of a live writer (``in_flight``) are left alone;
+- unreadable files (cut short, random bytes, empty, a macOS ``._<key>.parquet``
+  sidecar, a key that is not its name) count as missing runs, so a re-run rewrites them,
+  and :meth:`Store.quarantine` moves them to ``<root>/.quarantine/<UTC time>-<pid>/``
+  (never deleted silently).
+
+A write that fails in the operating system (full disk, no permission, read-only
+filesystem) leaves no temporary file and raises :class:`StoreWriteError`, one line.
 """
 
 from __future__ import annotations
 
-import json
+import errno
+import hashlib
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,87 +39,172 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = "1"
-STATUSES = ("ok", "diverged", "failed")
-
-SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("suite", pa.string()),
-        ("suite_version", pa.string()),
-        ("task", pa.string()),
-        ("optimizer", pa.string()),
-        ("optimizer_kind", pa.string()),
-        ("hparams", pa.string()),  # canonical JSON
-        ("hparam_id", pa.string()),
-        ("learning_rate", pa.float64()),
-        ("seed", pa.int64()),
-        ("num_steps", pa.int64()),
-        ("status", pa.string()),
-        ("message", pa.string()),
-        ("diverged_step", pa.int64()),
-        ("train_loss", pa.list_(pa.float32())),  # every step, length num_steps + 1
-        ("eval_steps", pa.list_(pa.int64())),
-        ("eval_train_loss", pa.list_(pa.float32())),
-        ("eval_valid_loss", pa.list_(pa.float32())),
-        ("eval_test_loss", pa.list_(pa.float32())),
-        ("compile_seconds", pa.float64()),
-        ("run_seconds", pa.float64()),
-        ("job_runs", pa.int64()),
-        ("strategy", pa.string()),
-        ("config", pa.string()),
-        ("provenance", pa.string()),
-        ("schema_version", pa.string()),
-    ]
+from celo_bench.errors import CeloBenchError
+from celo_bench.records import (
+    COLUMNS,
+    CURVE_COLUMNS,
+    CURVE_DTYPES,
+    SCALAR_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUSES,
+    RunRecord,
+    to_table,
 )
-COLUMNS = [f.name for f in SCHEMA]
-CURVE_COLUMNS = ("train_loss", "eval_steps", "eval_train_loss", "eval_valid_loss", "eval_test_loss")
+
+QUARANTINE_DIR = ".quarantine"
+CLAIMS_DIR = ".claims"
+TMP_PREFIX = ".tmp-"
+SUFFIX = ".parquet"
+#: a temporary file older than this is stale even when its writer's pid is alive (pid reuse,
+#: or a writer on another host); writing one record takes well under a second
+STALE_AFTER_SECONDS = 3600.0
+_CHECK_COLUMNS = ["key", "task", "optimizer", "status"]
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+class StoreWriteError(CeloBenchError):
+    """The results folder cannot be written (full disk, no permission, read-only, ...).
+
+    The message is one line: what failed (path and the system's reason), how many runs
+    are stored when the caller knows (:meth:`with_count`), and what to do. Records
+    written before are intact.
+    """
+
+    def __init__(self, what: str, reason: str, *, path: Path | None = None, stored: str = "",
+                 hint: str = "re-run the same command to resume"):
+        self.what, self.reason, self.path, self.stored, self.hint = what, reason, path, stored, hint
+        super().__init__("; ".join([f"{what} ({reason})", *([stored] if stored else []), hint]))
+
+    def with_count(self, stored: int, total: int) -> StoreWriteError:
+        """The same error, saying that `stored` of the grid's `total` runs are stored."""
+        return StoreWriteError(self.what, self.reason, path=self.path, hint=self.hint,
+                               stored=f"{stored} of {total} runs of this grid are stored")
+
+
+@dataclass(frozen=True)
+class BadFile:
+    """A file in a record folder that is not a readable record, and why."""
+
+    path: Path
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class StoreScan:
+    """What a results folder holds.
+
+    Attributes:
+        statuses: run key -> status of every finished, readable record.
+        paths: run key -> its file.
+        stale: temporary files left by writers that died (safe to remove).
+        in_flight: temporary files of writers still alive (left alone).
+        unreadable: files that are not readable records; their runs count as missing.
+    """
+
+    statuses: Mapping[str, str]
+    paths: Mapping[str, Path]
+    stale: tuple[Path, ...] = ()
+    in_flight: tuple[Path, ...] = ()
+    unreadable: tuple[BadFile, ...] = ()
+
+    def lines(self) -> list[str]:
+        """One line per problem: each unreadable file, then each stale temporary file."""
+        out = [f"unreadable record {b.line()} (counted as missing; moved aside before it is rewritten)"
+               for b in self.unreadable]
+        out += [f"temporary file of a killed write: {p}" for p in self.stale]
+        return out
+
+
+class _Unreadable(Exception):
+    """A record file failed a check; the message is the reason."""
 
 
 class Store:
-    """A results folder."""
+    """A results folder (see the module docstring for its layout and guarantees).
+
+    ``problems`` lists the unreadable files met by the last :meth:`scan`,
+    :meth:`statuses` or :meth:`read` (one :class:`BadFile` each).
+    """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.problems: list[BadFile] = []
 
     def path(self, task: str, optimizer: str, key: str) -> Path:
-        return self.root / task / optimizer / f"{key}.parquet"
+        return self.root / task / optimizer / f"{key}{SUFFIX}"
 
-    def _files(self) -> list[Path]:
+    # ------------------------------------------------------------------ reading
+    def _candidates(self) -> list[Path]:
+        """Every ``*.parquet`` two folders below the root, hidden top folders excluded."""
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.glob("*/*/*.parquet"))
-
-    def statuses(self) -> dict[str, str]:
-        """key -> status, reading only the status column."""
-        out = {}
-        for p in self._files():
-            out[p.stem] = pq.read_table(p, columns=["status"]).column(0)[0].as_py()
+        out = []
+        for task_dir in sorted(self.root.iterdir()):
+            if task_dir.name.startswith(".") or not task_dir.is_dir():
+                continue
+            for opt_dir in sorted(task_dir.iterdir()):
+                if opt_dir.is_dir():
+                    out.extend(sorted(p for p in opt_dir.glob(f"*{SUFFIX}") if p.is_file()))
         return out
 
-    def write(self, record: Mapping[str, Any]) -> Path:
-        """Atomically write one record (a dict with the schema's columns)."""
-        row = {name: [_cell(name, record.get(name))] for name in COLUMNS}
-        row["schema_version"] = [SCHEMA_VERSION]
-        table = pa.table(row, schema=SCHEMA)
-        target = self.path(record["task"], record["optimizer"], record["key"])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=target.parent)
-        os.close(fd)
+    def _load(self, path: Path, columns: list[str]) -> pa.Table:
+        """The record at `path` (the given columns); raises _Unreadable with the reason."""
+        if path.name.startswith("."):
+            raise _Unreadable("not a record (hidden file, e.g. a macOS ._ sidecar)")
+        cols = list(dict.fromkeys([*_CHECK_COLUMNS, *columns]))
         try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+            table = pq.read_table(path, columns=cols)
+        except (OSError, pa.ArrowException, ValueError) as e:
+            size = path.stat().st_size if path.exists() else 0
+            why = "empty file" if size == 0 else _first_line(e)
+            raise _Unreadable(why) from None
+        if table.num_rows != 1:
+            raise _Unreadable(f"{table.num_rows} rows, a record has one")
+        key, task, opt, status = (table.column(c)[0].as_py() for c in _CHECK_COLUMNS)
+        if key != path.stem:
+            raise _Unreadable(f"stored key {key!r} is not its file name")
+        if (task, opt) != (path.parent.parent.name, path.parent.name):
+            raise _Unreadable(f"a record of {task}/{opt} in the folder of {path.parent.parent.name}/{path.parent.name}")
+        if status not in STATUSES:
+            raise _Unreadable(f"unknown status {status!r}")
+        return table
 
-    def write_many(self, records: Iterable[Mapping[str, Any]]) -> int:
-        n = 0
-        for rec in records:
-            self.write(rec)
-            n += 1
-        return n
+    def scan(self) -> StoreScan:
+        """Classify every file of the record folders (reads 4 small columns per record)."""
+        statuses: dict[str, str] = {}
+        paths: dict[str, Path] = {}
+        stale, in_flight, bad = [], [], []
+        for p in self._candidates():
+            if p.name.startswith(TMP_PREFIX):
+                (stale if _is_stale(p) else in_flight).append(p)
+                continue
+            try:
+                table = self._load(p, [])
+            except _Unreadable as e:
+                bad.append(BadFile(p, str(e)))
+                continue
+            statuses[p.stem] = table.column("status")[0].as_py()
+            paths[p.stem] = p
+        self.problems = bad
+        return StoreScan(statuses, paths, tuple(stale), tuple(in_flight), tuple(bad))
+
+    def statuses(self) -> dict[str, str]:
+        """key -> status of every readable record; unreadable files are skipped (see ``problems``)."""
+        return dict(self.scan().statuses)
+
+    def status_of(self, task: str, optimizer: str, key: str) -> str | None:
+        """Status of one run's record, or None when it is missing or unreadable."""
+        p = self.path(task, optimizer, key)
+        if not p.is_file():
+            return None
+        try:
+            return self._load(p, []).column("status")[0].as_py()
+        except _Unreadable:
+            return None
 
     def read(
         self,
@@ -108,32 +213,211 @@ class Store:
         optimizers: Iterable[str] | None = None,
         curves: bool = True,
     ) -> pd.DataFrame:
-        """All records as one frame (one row per run); curve cells are NumPy arrays."""
-        files = self._files()
+        """All readable records as one frame (one row per run); curve cells are NumPy arrays.
+
+        Unreadable files are skipped and listed in ``problems``; temporary files are never
+        read.
+        """
+        files = [p for p in self._candidates() if not p.name.startswith(TMP_PREFIX)]
         if tasks is not None:
             keep = set(tasks)
             files = [p for p in files if p.parent.parent.name in keep]
         if optimizers is not None:
             keep_o = set(optimizers)
             files = [p for p in files if p.parent.name in keep_o]
-        cols = COLUMNS if curves else [c for c in COLUMNS if c not in CURVE_COLUMNS]
-        if not files:
+        cols = list(COLUMNS if curves else SCALAR_COLUMNS)
+        tables, bad = [], []
+        for p in files:
+            try:
+                tables.append(self._load(p, cols).select(cols))
+            except _Unreadable as e:
+                bad.append(BadFile(p, str(e)))
+        self.problems = bad
+        if not tables:
             return pd.DataFrame(columns=cols)
-        table = pa.concat_tables([pq.read_table(p, columns=cols) for p in files])
-        df = table.to_pandas()
+        df = pa.concat_tables(tables).to_pandas()
         if curves:
             for c in CURVE_COLUMNS:
-                dtype = np.int64 if c == "eval_steps" else np.float32
+                dtype = CURVE_DTYPES[c]
                 # failed runs have no curves (null cells): read them as empty arrays
                 df[c] = [np.asarray([] if v is None else v, dtype=dtype) for v in df[c]]
         return df.sort_values(["task", "optimizer", "hparam_id", "seed"]).reset_index(drop=True)
 
+    # ------------------------------------------------------------------ repair
+    def clean_stale(self, scan: StoreScan | None = None) -> list[Path]:
+        """Remove temporary files of killed writers; returns those removed."""
+        scan = scan or self.scan()
+        gone = []
+        for p in scan.stale:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                continue  # read-only store: reported by scan, left in place
+            gone.append(p)
+        return gone
 
-def _cell(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if name in CURVE_COLUMNS:
-        return np.asarray(value).tolist()  # NaN/inf are kept as values, never replaced
-    if name in ("hparams", "provenance") and not isinstance(value, str):
-        return json.dumps(value, sort_keys=True)
-    return value
+    def quarantine(self, files: Iterable[Path] | None = None) -> list[Path]:
+        """Move unreadable files (default: those a fresh scan finds) under ``.quarantine``.
+
+        Returns their new paths: ``<root>/.quarantine/<UTC time>-<pid>/<task>/<optimizer>/<name>``.
+        """
+        if files is None:
+            files = [b.path for b in self.scan().unreadable]
+        stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+        moved = []
+        for p in files:
+            p = Path(p)
+            dest = self.root / QUARANTINE_DIR / stamp / p.relative_to(self.root)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(p, dest)
+            except FileNotFoundError:
+                continue  # moved by another process meanwhile
+            except OSError as e:
+                raise write_error(f"cannot move unreadable record {p} aside", e, p) from None
+            moved.append(dest)
+        return moved
+
+    def repair(self) -> StoreScan:
+        """Scan, remove stale temporary files and quarantine unreadable ones; returns the scan.
+
+        What a run calls first: ``scan.lines()`` says what was found and done.
+        """
+        scan = self.scan()
+        self.clean_stale(scan)
+        self.quarantine([b.path for b in scan.unreadable])
+        return scan
+
+    # ------------------------------------------------------------------ writing
+    def check_writable(self) -> None:
+        """Create the results folder if needed and prove a file can be written there.
+
+        Raises:
+            StoreWriteError: the folder cannot be created or written (one line).
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=".probe", dir=self.root)
+            try:
+                os.write(fd, b"x")
+            finally:
+                os.close(fd)
+                Path(probe).unlink(missing_ok=True)
+        except OSError as e:
+            raise StoreWriteError(
+                f"results folder {self.root} cannot be written", _reason(e), path=self.root,
+                hint="choose another --results folder or fix its permissions, then re-run the same command",
+            ) from None
+
+    def write(self, record: RunRecord | Mapping[str, Any]) -> Path:
+        """Atomically write one record (a :class:`RunRecord`, or a dict of its columns).
+
+        An unreadable file already at the record's place is moved to ``.quarantine`` first.
+
+        Raises:
+            StoreWriteError: the operating system refused the write (no temporary file is
+                left behind; earlier records are intact).
+        """
+        table = to_table([record])
+        target = self.path(record["task"], record["optimizer"], record["key"])
+        tmp: str | None = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() and self.status_of(record["task"], record["optimizer"], record["key"]) is None:
+                self.quarantine([target])
+            fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=SUFFIX, dir=target.parent)
+            os.close(fd)
+            pq.write_table(table, tmp)
+            os.replace(tmp, target)
+        except OSError as e:
+            _discard(tmp)
+            raise write_error(f"cannot write run record {target}", e, target) from None
+        except BaseException:
+            _discard(tmp)
+            raise
+        return target
+
+    def write_many(self, records: Iterable[RunRecord | Mapping[str, Any]]) -> int:
+        n = 0
+        for rec in records:
+            self.write(rec)
+            n += 1
+        return n
+
+
+
+def write_error(what: str, e: OSError, path: Path | None = None) -> StoreWriteError:
+    """The one-line :class:`StoreWriteError` for an OSError met while doing `what`."""
+    return StoreWriteError(what, _reason(e), path=path)
+
+
+def _tmp_prefix() -> str:
+    return f"{TMP_PREFIX}{_HOST}-{os.getpid()}-"
+
+
+def _is_stale(path: Path) -> bool:
+    """A temporary file is stale when its writer is dead or it is older than an hour.
+
+    Names that do not carry this host's writer (``.tmp-x.parquet``, old-format names) are
+    stale at once unless they come from another host, which only age can tell.
+    """
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False  # renamed into place meanwhile
+    if age > STALE_AFTER_SECONDS:
+        return True
+    parts = path.name[len(TMP_PREFIX):].split("-")
+    if len(parts) < 3 or not parts[1].isdigit() or len(parts[0]) != 8:
+        return True  # not written by this store's writer
+    if parts[0] != _HOST:
+        return False
+    return not _alive(int(parts[1]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    except OSError:
+        return False
+    return True
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
+        try:
+            Path(tmp).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _reason(e: OSError) -> str:
+    code = errno.errorcode.get(e.errno, "") if e.errno else ""
+    text = e.strerror or _first_line(e)
+    return f"{text} ({code})" if code else text
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+__all__ = [
+    "COLUMNS",
+    "CURVE_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "BadFile",
+    "RunRecord",
+    "Store",
+    "StoreScan",
+    "StoreWriteError",
+    "write_error",
+]

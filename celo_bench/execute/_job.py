@@ -5,25 +5,14 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from celo_bench.engine import DEFAULT_MEMORY_BUDGET, JobResult, Strategy, default_strategy, run_job
+from celo_bench.execute.settings import EngineSettings
 from celo_bench.plan import Job, RunSpec
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """Engine options shared by every job of a grid (strategy overrides are per family)."""
-
-    steps_strategy: str | None = None  # None: the measured default for the task's family
-    runs_strategy: str | None = None
-    block_size: int = 1
-    memory_budget: int = DEFAULT_MEMORY_BUDGET
-    max_runs_per_program: int | None = None
-    parallel_jobs: int | None = None  # local executor: jobs at once (None: 2 on CPU, 1 on GPU)
+from celo_bench.records import RunRecord
 
 
 def first_nonfinite(curve: np.ndarray, steps: np.ndarray) -> int | None:
@@ -32,7 +21,7 @@ def first_nonfinite(curve: np.ndarray, steps: np.ndarray) -> int | None:
     return int(steps[np.argmax(bad)]) if bad.any() else None
 
 
-def _records(job: Job, res: JobResult, provenance: Mapping[str, Any]) -> list[dict]:
+def _records(job: Job, res: JobResult, provenance: Mapping[str, Any]) -> list[RunRecord]:
     T = job.num_steps
     train_steps = np.arange(T + 1)
     out = []
@@ -48,29 +37,28 @@ def _records(job: Job, res: JobResult, provenance: Mapping[str, Any]) -> list[di
             train[train_steps > div] = np.nan
             for v in evals.values():
                 v[res.eval_steps > div] = np.nan
-        status = "diverged" if div is not None else "ok"
-        msg = f"non-finite loss at step {div}" if div is not None else ""
         out.append(
-            _base(job, run, provenance)
-            | {
-                "status": status,
-                "message": msg,
-                "diverged_step": div,
-                "train_loss": train,
-                "eval_steps": res.eval_steps,
-                "eval_train_loss": evals["train"],
-                "eval_valid_loss": evals["outer_valid"],
-                "eval_test_loss": evals["test"],
-                "compile_seconds": res.compile_seconds,
-                "run_seconds": res.run_seconds,
-                "job_runs": len(job.runs),
-                "strategy": res.strategy,
-            }
+            RunRecord(
+                **_base(job, run, provenance),
+                status="diverged" if div is not None else "ok",
+                message=f"non-finite loss at step {div}" if div is not None else "",
+                diverged_step=div,
+                train_loss=train,
+                eval_steps=res.eval_steps,
+                eval_train_loss=evals["train"],
+                eval_valid_loss=evals["outer_valid"],
+                eval_test_loss=evals["test"],
+                compile_seconds=res.compile_seconds,
+                run_seconds=res.run_seconds,
+                job_runs=len(job.runs),
+                strategy=res.strategy,
+            )
         )
     return out
 
 
-def _base(job: Job, run: RunSpec, provenance: Mapping[str, Any]) -> dict:
+def _base(job: Job, run: RunSpec, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity and provenance fields of a run's record (shared by every outcome)."""
     return {
         "key": run.key,
         "suite": run.suite,
@@ -88,15 +76,15 @@ def _base(job: Job, run: RunSpec, provenance: Mapping[str, Any]) -> dict:
     }
 
 
-def failed_records(job: Job, message: str, provenance: Mapping[str, Any]) -> list[dict]:
+def failed_records(job: Job, message: str, provenance: Mapping[str, Any]) -> list[RunRecord]:
     """One ``failed`` record per run of a job that raised: the grid goes on, nothing is lost."""
     return [
-        _base(job, run, provenance) | {"status": "failed", "message": message[-2000:], "job_runs": len(job.runs)}
+        RunRecord(**_base(job, run, provenance), status="failed", message=message[-2000:], job_runs=len(job.runs))
         for run in job.runs
     ]
 
 
-def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[dict]:
+def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[RunRecord]:
     """Train every run of `job` in one program; returns records (``failed`` ones on error)."""
     from celo_bench import compile_cache
     from celo_bench.provenance import provenance
@@ -107,22 +95,23 @@ def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[d
         import jax
 
         from celo_bench import optimizers
-        from celo_bench.task import build_task
+        from celo_bench.assembly import build_task
 
         task = build_task(job.task)
-        make = optimizers.builder(job.optimizer, num_steps=job.num_steps)
-        strat = default_strategy(job.task.family, jax.default_backend(), job.task.strategy)
-        strat = Strategy(
-            steps=settings.steps_strategy or strat.steps,
-            runs=settings.runs_strategy or strat.runs,
-            block_size=settings.block_size,
+        make = optimizers.builder(job.optimizer, num_steps=job.num_steps, checkpoint=job.checkpoint,
+                                  sha256=job.weights_sha256)
+        strat = job.strategy or default_strategy(
+            job.task.family, jax.default_backend(), {**job.task.strategy, **settings.strategy_overrides()}
         )
+        strat = Strategy(steps=strat.steps, runs=strat.runs, block_size=settings.block_size,
+                         xla_opt_level=strat.xla_opt_level)
         names = sorted(job.runs[0].hparams)
         hparams = {k: np.array([r.hparams[k] for r in job.runs]) for k in names}
         seeds = np.array([r.seed for r in job.runs])
         res = run_job(
             task, make, hparams, seeds, num_steps=job.num_steps, strategy=strat,
-            memory_budget=settings.memory_budget, max_runs_per_program=settings.max_runs_per_program,
+            memory_budget=settings.memory_budget or DEFAULT_MEMORY_BUDGET,
+            max_runs_per_program=settings.max_runs_per_program,
         )
         return _records(job, res, prov)
     except KeyboardInterrupt:

@@ -32,7 +32,7 @@ class LocalExecutor:
         self.workers = workers or settings.parallel_jobs or default_workers()
 
     def map(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, list[dict]]]:
-        jobs = list(jobs)
+        # jobs are pulled one at a time, as a worker frees up (run_jobs claims each then)
         if self.workers == 1:
             for job in jobs:
                 yield job, execute_job(job, self.settings)

@@ -23,6 +23,7 @@ import ray
 from celo_bench.errors import CeloBenchError
 from celo_bench.execute._job import EngineSettings, execute_job, failed_records
 from celo_bench.plan import Job
+from celo_bench.records import RunRecord
 
 ENV_PREFIX = "CELO_BENCH_RAY_"
 JobFn = Callable[[Job, EngineSettings], list[dict]]
@@ -98,11 +99,8 @@ def _run_on_worker(job: Job, settings: EngineSettings, job_fn: JobFn, num_gpus: 
         # JAX grabs 75% of a GPU at start-up; a fractional share must take only its part
         # (this is read when JAX first touches the GPU, i.e. by the worker's first job)
         os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.75 * num_gpus:.3f}")
-    records = job_fn(job, settings)
     node = ray.util.get_node_ip_address()
-    for rec in records:
-        rec["provenance"] = dict(rec.get("provenance") or {}) | {"executor": "ray", "node": node}
-    return records
+    return [RunRecord.from_mapping(rec).with_provenance(executor="ray", node=node) for rec in job_fn(job, settings)]
 
 
 class RayExecutor:
