@@ -2,4 +2,12 @@
 
 import typer
 
-bench_app = typer.Typer(help="Benchmarks that print speed ratios (engine, optimizer overhead).", no_args_is_help=True)
+from celo_bench.bench.results import DEFAULT_OUT
+
+bench_app = typer.Typer(
+    help="Benchmarks of speed (engine, optimizer overhead, a whole grid); results go to "
+    f"<--out>/<benchmark>.json (default {DEFAULT_OUT}/).",
+    no_args_is_help=True,
+)
+
+OutOpt = typer.Option(DEFAULT_OUT, "--out", help="Folder of benchmark results (<out>/<benchmark>.json).")

@@ -10,13 +10,15 @@ compile time is excluded from both.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from celo_bench.engine._strategy import Strategy
-from celo_bench.engine._train import run_job
+from celo_bench import optimizers
+from celo_bench.assembly import build_task
+from celo_bench.engine import Strategy, run_job
 from celo_bench.engine.reference import reference_run
-from celo_bench.suite import TaskSpec
+from celo_bench.suite import TaskSpec, load_registry
 
 BENCH_TASK = TaskSpec(
     name="bench_digits_mlp",
@@ -33,6 +35,8 @@ BENCH_SEEDS = (0, 1, 2)
 
 @dataclass(frozen=True)
 class EngineBench:
+    """One measurement: seconds are wall time of all runs (compile excluded), medians of repeats."""
+
     runs: int
     steps: int
     engine_seconds: float
@@ -42,9 +46,10 @@ class EngineBench:
 
     @property
     def ratio(self) -> float:
+        """How many times faster the engine trains the job than the per-step loop."""
         return self.loop_seconds / self.engine_seconds
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "runs": self.runs, "steps": self.steps,
             "engine_seconds": round(self.engine_seconds, 4),
@@ -59,12 +64,13 @@ def bench_engine(steps: int = 1000, optimizer: str = "adam", repeats: int = 3) -
     """Time one 15-run job (5 learning rates x 3 seeds) both ways; returns seconds and ratio.
 
     Each side is timed `repeats` times and its median kept (the machine's noise, not the
-    code, is what varies between repeats).
-    """
-    from celo_bench import optimizers
-    from celo_bench.suite import load_registry
-    from celo_bench.task import build_task
+    code, is what varies between repeats). ``max_abs_diff`` is the largest difference of
+    the train-loss curves of the two sides (they train the same runs).
 
+    Raises:
+        ValueError: `steps` is not a multiple of the task's ``eval_every`` (10).
+        UnknownNameError: `optimizer` is not a registered optimizer.
+    """
     task = build_task(replace(BENCH_TASK, steps=steps))
     make = optimizers.builder(load_registry().optimizer(optimizer), num_steps=steps)
     lrs = np.repeat(np.array(BENCH_LRS), len(BENCH_SEEDS))

@@ -1,0 +1,70 @@
+"""``celo-bench bench grid``: a suite's grid into a fresh store; wall time, compile share, runs/s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from celo_bench.cli._bench_app import OutOpt, bench_app
+from celo_bench.cli._common import Format, FormatOpt, SuiteOpt, console, emit_json, out, split_names
+
+
+def grid_command(
+    suite: str = SuiteOpt,
+    tasks: list[str] = typer.Option(None, "--tasks", "-t", help="Only these tasks (repeat or comma-separate)."),
+    optimizers: list[str] = typer.Option(None, "--optimizers", "-o", help="Only these optimizers."),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="Seeds per grid point (default: the suite's)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Horizon override (default: suite, then task)."),
+    results: Path = typer.Option(None, "--results", "-r", help="Store to fill, new or empty (default: a temporary folder, deleted)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray."),
+    jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),
+    cache: str = typer.Option("cold", "--cache", help="cold: an empty compilation cache (a first run); warm: your persistent cache."),
+    out_dir: Path = OutOpt,
+    fmt: Format = FormatOpt,
+) -> None:
+    """Run a grid into a fresh store and print wall time, compile share and runs/s.
+
+    Writes <out>/grid-<suite>.json.
+    """
+    from celo_bench.bench import results as bench_results
+    from celo_bench.bench.grid import bench_grid
+    from celo_bench.execute import EngineSettings
+    from celo_bench.provenance import provenance
+
+    done = {"jobs": 0, "runs": 0}
+
+    def on_job(job, records) -> None:
+        done["jobs"] += 1
+        done["runs"] += len(records)
+        console.print(f"job {done['jobs']}: {job.name} ({len(records)} runs)")
+
+    res = bench_grid(
+        suite, tasks=split_names(tasks), optimizers=split_names(optimizers), seeds=seeds, steps=steps,
+        results=results, executor=executor, engine=EngineSettings(parallel_jobs=jobs), cache=cache,
+        on_job=on_job if fmt == Format.text else None,
+    )
+    settings = {"suite": suite, "tasks": split_names(tasks), "optimizers": split_names(optimizers),
+                "seeds": seeds, "steps": steps, "executor": executor, "jobs": jobs, "cache": cache}
+    path = bench_results.write(out_dir, f"grid-{suite}", settings=settings, machine=provenance(),
+                               result=res.as_dict())
+    if fmt == Format.json:
+        emit_json(res.as_dict())
+        return
+    out.print(
+        f"suite {res.suite}: {res.jobs} jobs, {res.runs} runs (compilation cache: {res.compile_cache})\n"
+        f"  wall time      {res.wall_seconds:9.1f} s\n"
+        f"  compile        {res.compile_seconds:9.1f} s   (summed over jobs)\n"
+        f"  run            {res.run_seconds:9.1f} s\n"
+        f"  [bold]compile share  {100 * res.compile_share:9.1f} %[/]\n"
+        f"  [bold]runs/s         {res.runs_per_second:9.2f}[/]"
+    )
+    if res.failed or res.diverged:
+        out.print(f"  failed {res.failed}, diverged {res.diverged}")
+    for name, why in sorted(res.unavailable.items()):
+        console.print(f"[yellow]not run[/]: {name}: {why}")
+    console.print(f"written to {path}")
+
+
+def register(app: typer.Typer) -> None:
+    bench_app.command("grid")(grid_command)
