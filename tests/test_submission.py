@@ -58,11 +58,13 @@ def write_submission(root: Path, name: str, code: str = GOOD_CODE, *, kind: str 
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under `root` (the store's before/after state)."""
+    """Relative path -> sha256 of every file under `root` (the store's before/after state).
+
+    The runner's job-claim locks (``.claims/``) are bookkeeping, not records: left out."""
     if not root.exists():
         return {}
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).parts[0] != ".claims"}
 
 
 # --------------------------------------------------------------------------- format
@@ -307,3 +309,90 @@ def test_learned_example_validates_with_published_celo(monkeypatch):
     assert report.ok, report.lines()
     assert report.checkpoint_sha256 == hashlib.sha256(
         (SHARED / "weights" / "celo" / "theta.state").read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- one path with `run`
+def _spy_runner(monkeypatch) -> list:
+    """Record every RunConfig that `submit` hands to the runner (and run it for real)."""
+    from celo_bench.submission import pipeline
+
+    calls, real = [], pipeline.run
+
+    def spy(config, **kwargs):
+        calls.append(config)
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run", spy)
+    return calls
+
+
+@pytest.mark.slow
+def test_submit_with_baselines_is_one_runner_call_and_stores_nothing_unavailable(tmp_path, baseline_store,
+                                                                                  monkeypatch):
+    """--run-baselines: the suite's baselines and the submission go through one `runner.run`;
+    a learned baseline whose checkpoint cannot be found stores nothing and the result says so."""
+    from dataclasses import replace
+
+    from celo_bench.submission import pipeline
+    from celo_bench.suite import load_registry
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    base = load_registry()
+    gone = replace(base.optimizer("celo"), name="celo_unreachable",
+                   checkpoint={"source": "hf://celo-bench-tests/does-not-exist", "sha256": "0" * 64})
+    reg = base.with_optimizer(gone)
+    smoke = replace(reg.suite("smoke"), optimizers=(*reg.suite("smoke").optimizers, "celo_unreachable"))
+    reg = replace(reg, suites={**reg.suites, "smoke": smoke})
+    monkeypatch.setattr(pipeline, "load_registry", lambda: reg)
+    calls = _spy_runner(monkeypatch)
+    results = tmp_path / "results"
+    shutil.copytree(baseline_store, results)
+
+    res = pipeline.submit(EXAMPLE, suite="smoke", results=results, out=None, steps=10, seeds=1,
+                          run_baselines=True, reps=200)
+    n = 2 * len(parse_submission(EXAMPLE).search_space["learning_rate"])
+    assert len(calls) == 1
+    assert list(calls[0].optimizers) == [*smoke.optimizers, "adan_cosine"]
+    assert calls[0].registry.optimizer("adan_cosine").kind == "submission"
+    assert res.summary.executed == n and res.baselines_run == 6  # sgd's runs, adam's were stored
+    assert "celo_unreachable" in res.summary.unavailable
+    assert any(note.startswith("'celo_unreachable' not run (nothing stored)") for note in res.notes)
+    stored = Store(results).read(curves=False)
+    assert "celo_unreachable" not in set(stored["optimizer"])
+    assert (stored["optimizer"] == "sgd").sum() == 6 and set(stored["status"]) == {"ok"}
+    sub_prov = [json.loads(p) for p in stored.loc[stored["optimizer"] == "adan_cosine", "provenance"]]
+    assert len(sub_prov) == n and all("submission_source_sha256" in p for p in sub_prov)
+    base_prov = [json.loads(p) for p in stored.loc[stored["optimizer"] == "sgd", "provenance"]]
+    assert not any("submission" in p for p in base_prov)  # submission provenance stays on its runs
+
+
+def test_submit_rejects_an_unknown_executor_before_training(tmp_path, baseline_store):
+    """The runner's up-front checks apply to submit: a bad --executor is one line, nothing stored."""
+    results = tmp_path / "results"
+    shutil.copytree(baseline_store, results)
+    before = snapshot(results)
+    res = CliRunner().invoke(app, ["submit", str(EXAMPLE), *FAST, "--results", str(results), "--no-report",
+                                   "--executor", "slurm"])
+    assert res.exit_code != 0
+    assert "unknown executor 'slurm'" in str(res.exception)
+    assert snapshot(results) == before
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_submit_runs_on_ray_workers(tmp_path, baseline_store):
+    """--executor ray: the workers register the submission's factory themselves (its module
+    travels by value), so its runs train there and carry the Ray provenance."""
+    pytest.importorskip("ray")
+    results = tmp_path / "results"
+    shutil.copytree(baseline_store, results)
+    res = CliRunner().invoke(app, ["submit", str(EXAMPLE), *FAST, "--results", str(results), "--no-report",
+                                   "--executor", "ray", "--reps", "200", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    n = 2 * len(parse_submission(EXAMPLE).search_space["learning_rate"])
+    assert out["executed"] == n and out["failed"] == 0, out
+    stored = Store(results).read(optimizers=["adan_cosine"], curves=False)
+    prov = [json.loads(p) for p in stored["provenance"]]
+    assert len(prov) == n and {p["executor"] for p in prov} == {"ray"}
+    assert all("submission_source_sha256" in p for p in prov)

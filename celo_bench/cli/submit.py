@@ -96,9 +96,17 @@ def submit_command(
     report: bool = typer.Option(True, "--report/--no-report", help="Rewrite the report with the new row marked."),
     reps: int = typer.Option(None, "--reps", min=1, help="Bootstrap repetitions (default 2000)."),
     timeout: float = TimeoutOpt,
+    executor: str = typer.Option("local", "--executor", help="local | ray (as for `celo-bench run`)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (auto or HOST:PORT)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),
     fmt=FormatOpt,
 ) -> None:
-    """Validate a submission, train only its missing runs, score it against tuned Adam and rank it."""
+    """Validate a submission, train only its missing runs, score it against tuned Adam and rank it.
+
+    The runs go through the same path as `celo-bench run` (same checks, same executors);
+    Ray's per-job resources come from the CELO_BENCH_RAY_* variables (docs/ray.md).
+    """
+    from celo_bench.execute import EngineSettings
     from celo_bench.submission import SubmissionInvalid, submit
 
     quiet = fmt.value == "json"
@@ -116,6 +124,7 @@ def submit_command(
     try:
         res = submit(path, suite=suite, results=results_path(results), out=reports_dir if report else None,
                      steps=steps, seeds=seeds, run_baselines=run_baselines, timeout=timeout, reps=reps,
+                     executor=executor, address=address, engine=EngineSettings(parallel_jobs=jobs),
                      on_plan=on_plan, on_job=on_job)
     except SubmissionInvalid as e:
         if quiet:

@@ -1,28 +1,35 @@
 """``celo-bench submit``: validate, run only the submission's missing cells, score, rank.
 
-Baselines are never re-run implicitly: their runs come from the results store. The
+The submission's optimizer is added to a :class:`~celo_bench.suite.Registry` and its grid
+runs through :func:`celo_bench.runner.run`, the path of ``celo-bench run``: the same
+up-front checks (data, checkpoints, engine settings) and the same executors (local or
+Ray). Baselines are never re-run implicitly: their runs come from the results store. The
 reference (tuned Adam) must be there for the same suite version, horizon and seeds, or
-nothing runs (``run_baselines=True`` runs the missing baseline runs first); other
-missing baselines are reported and ranked without. Runs are content-addressed, so
-submitting the same folder again trains nothing.
+nothing runs; ``run_baselines=True`` runs the suite's missing baseline runs in the same
+call. Other missing baselines are reported and ranked without. Runs are
+content-addressed, so submitting the same folder again trains nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from celo_bench import optimizers
 from celo_bench.errors import CeloBenchError
-from celo_bench.execute import EngineSettings, RunSummary, make_executor, run_jobs
+from celo_bench.execute import EngineSettings, RunSummary
 from celo_bench.plan import Job
-from celo_bench.runner import RunConfig, plan_grid
+from celo_bench.runner import RunConfig, plan_grid, run
 from celo_bench.score import ScoreConfig
 from celo_bench.store import Store
 from celo_bench.submission import loader
+from celo_bench.submission.schema import Submission
 from celo_bench.submission.validate import DEFAULT_TIMEOUT, SubmissionInvalid, validate_submission
 from celo_bench.suite import load_registry
 
@@ -112,6 +119,49 @@ def _conflicts(store: Store, jobs: list[Job], name: str) -> None:
         )
 
 
+@contextmanager
+def _ray_workers_register(sub: Submission, factory_name: str, address: str | None) -> Iterator[None]:
+    """Start the Ray session so that every worker registers the submission's factory.
+
+    Ray workers are fresh processes: the factory registered here (under `factory_name`)
+    does not exist there. Ray's ``worker_process_setup_hook`` runs a function in each
+    worker before its first job; the submission's module is pickled by value, so the
+    workers need neither the submission folder nor a shared filesystem. When Ray is
+    already initialised by the caller, or not installed, nothing is done here (the
+    runner then reports a missing ray extra in one line).
+    """
+    try:
+        import ray
+        from ray import cloudpickle
+    except ImportError:
+        yield
+        return
+    if ray.is_initialized():
+        yield
+        return
+    cloudpickle.register_pickle_by_value(loader.load_module(sub))
+    entry = optimizers.factory(factory_name)
+
+    def register_submission_factory() -> None:
+        if entry.name not in optimizers.FACTORIES:
+            optimizers.register(entry.name, entry.fn, learned=entry.learned,
+                                init_meta_params=entry.init_meta_params)
+
+    try:
+        ray.init(address=address, logging_level=logging.WARNING,
+                 runtime_env={"worker_process_setup_hook": register_submission_factory})
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = address or "this machine"
+        raise CeloBenchError(
+            f"cannot reach a Ray cluster at {where}: {str(e).rstrip('.')}. Start one with `ray start "
+            "--head` or pass --address HOST:PORT (see docs/ray.md)"
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def submit(
     folder: str | Path,
     *,
@@ -123,18 +173,28 @@ def submit(
     run_baselines: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     reps: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    executor_options: Mapping[str, Any] | None = None,
+    engine: EngineSettings | None = None,
     on_plan: Callable[[list[Job]], None] | None = None,
-    on_job: Callable[[Job, list[dict]], None] | None = None,
+    on_job: Callable[[Job, list], None] | None = None,
 ) -> SubmitResult:
     """Validate `folder`, train its missing runs on `suite`, score it, write the report.
 
-    Nothing is written to `results` unless validation passed and the reference's runs
-    are available (or `run_baselines`). `out=None` skips the report.
+    The runs go through :func:`celo_bench.runner.run` with the submission in the
+    registry; `executor`, `address`, `executor_options` and `engine` are those of
+    ``celo-bench run``. With `run_baselines`, the suite's missing baseline runs train in
+    the same call; learned baselines whose checkpoint is unavailable are not run (and not
+    stored) and a note says why. Nothing is written to `results` unless validation passed
+    and the reference's runs are available (or `run_baselines`). `out=None` skips the
+    report.
 
     Raises:
         SubmissionInvalid: the submission failed validation (``.report`` lists why).
-        CeloBenchError: missing reference runs, stale runs of an edited submission, or an
-            unknown suite.
+        CeloBenchError: missing reference runs, stale runs of an edited submission, an
+            unknown suite, or any up-front check of ``run`` (missing data, bad settings,
+            unknown executor).
     """
     from celo_bench.aggregate import DEFAULT_REPS
     from celo_bench.results import score_results
@@ -150,49 +210,66 @@ def submit(
     reg = base_reg.with_optimizer(spec)
     results = Path(results)
     store = Store(results)
-    cfg = RunConfig(suite=suite, seeds=seeds, steps=steps, results=results, registry=reg)
+    cfg = RunConfig(suite=suite, seeds=seeds, steps=steps, results=results, registry=reg,
+                    executor=executor, address=address, executor_options=dict(executor_options or {}),
+                    engine=engine or EngineSettings())
     ref = ScoreConfig.for_suite(suite_spec).reference
 
-    _, todo_base, _ = plan_grid(replace(cfg, optimizers=list(suite_spec.optimizers)))
+    baselines = list(suite_spec.optimizers)
+    _, todo_base, _ = plan_grid(replace(cfg, optimizers=baselines))
     missing = _runs(todo_base)
     if missing.get(ref) and not run_baselines:
         raise CeloBenchError(_reference_missing(store, suite, suite_spec.version, ref, missing[ref], cfg))
-    jobs, todo, skipped = plan_grid(replace(cfg, optimizers=[sub.name]))
+    jobs, _, skipped = plan_grid(replace(cfg, optimizers=[sub.name]))
     _conflicts(store, jobs, sub.name)
 
     prov = loader.provenance(sub)
-    todo = [replace(j, provenance=prov) for j in todo]
-    executor = make_executor("local", EngineSettings())
+    names = baselines + [sub.name] if run_baselines else [sub.name]
+    cfg = replace(cfg, optimizers=names, provenance={sub.name: prov})
+    mine = RunSummary(skipped=skipped)
+    others = {"executed": 0}
+
+    def count(job: Job, records: list) -> None:
+        if job.optimizer.name == sub.name:
+            mine.jobs += 1
+            mine.executed += len(records)
+            mine.diverged += sum(r["status"] == "diverged" for r in records)
+            mine.failed += sum(r["status"] == "failed" for r in records)
+        else:
+            others["executed"] += len(records)
+        if on_job:
+            on_job(job, records)
+
+    with _ray_workers_register(sub, spec.factory, address) if executor == "ray" else nullcontext():
+        summary = run(cfg, on_job=count, on_plan=on_plan)
+    mine.seconds = summary.seconds
+    mine.unavailable = dict(summary.unavailable)
     result = SubmitResult(name=sub.name, suite=suite, suite_version=suite_spec.version,
-                          summary=RunSummary(skipped=skipped), provenance=prov)
-    if run_baselines and todo_base:
-        if on_plan:
-            on_plan(todo_base + todo)
-        result.baselines_run = run_jobs(todo_base, store, executor, on_job=on_job).executed
-    else:
+                          summary=mine, provenance=prov, baselines_run=others["executed"])
+    if not run_baselines:
         result.missing_baselines = missing
-        if on_plan:
-            on_plan(todo)
-    result.summary = run_jobs(todo, store, executor, skipped=skipped, on_job=on_job)
     if result.missing_baselines:
         result.notes.append("ranked without the missing baseline runs: " + ", ".join(
             f"{k} ({v})" for k, v in sorted(result.missing_baselines.items()))
             + "; pass --run-baselines to run them")
+    for name, why in sorted(summary.unavailable.items()):
+        result.notes.append(f"'{name}' not run (nothing stored): {why}")
 
-    res = score_results(results, suite, reps=reps, registry=reg)
+    res = score_results(results, suite, reps=reps, registry=reg, steps=steps, seeds=seeds)
     result.notes += list(res.notes)
     table = res.aggregate
     result.leaderboard = table.to_dict("records")
     result.of = int(table["rank"].notna().sum())
-    mine = table[table["optimizer"] == sub.name]
-    if len(mine) and pd.notna(mine["rank"].iloc[0]):
-        result.rank = int(mine["rank"].iloc[0])
-        result.row = mine.iloc[0].to_dict()
+    row = table[table["optimizer"] == sub.name]
+    if len(row) and pd.notna(row["rank"].iloc[0]):
+        result.rank = int(row["rank"].iloc[0])
+        result.row = row.iloc[0].to_dict()
     else:
         result.notes.append(f"'{sub.name}' has no scored task: are its runs at the stored horizon?")
     if out is not None:
         from celo_bench.report import write_scored_report
 
         result.report = write_scored_report(res, suite=suite, results=results, out=Path(out),
-                                            registry=reg, highlight=sub.name)
+                                            registry=reg, highlight=sub.name,
+                                            not_run=summary.unavailable or None)
     return result
