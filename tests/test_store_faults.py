@@ -389,6 +389,7 @@ def test_a_claim_still_held_at_the_timeout_is_left_to_its_holder(tmp_path):
         proc.kill()
         proc.wait()
     assert summary.left_to_others == 3 and summary.executed == 3
+    assert len(summary.notes) == 1 and "3 runs are still claimed by another process" in summary.notes[0]
     assert set(Store(tmp_path).statuses()) == {r.key for r in jobs[1].runs}
 
 

@@ -34,6 +34,7 @@ class RunSummary:
     unavailable: dict[str, str] = field(default_factory=dict)  # learned optimizer -> why skipped
     by_others: int = 0
     left_to_others: int = 0
+    notes: list[str] = field(default_factory=list)  # one line each, for the user
     failed_stored: int = 0  # runs of this grid stored as failed before (``--retry-failed`` re-runs them)
     compile_seconds: float = 0.0  # summed over the jobs executed now
     execute_seconds: float = 0.0  # summed over the jobs executed now (compile excluded)
@@ -169,6 +170,13 @@ def run_jobs(
     finally:
         if held is not None:
             held.release_all()
+    if summary.by_others:
+        summary.notes.append(f"{summary.by_others} runs were trained by another process on {store.root}")
+    if summary.left_to_others:
+        summary.notes.append(
+            f"{summary.left_to_others} runs are still claimed by another process on {store.root}; "
+            "re-run the same command later to train any it leaves"
+        )
     summary.seconds = time.perf_counter() - t0
     return summary
 
