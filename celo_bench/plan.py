@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from celo_bench.engine import ENGINE_VERSION
 from celo_bench.errors import CeloBenchError
 from celo_bench.suite import OptimizerSpec, Registry, SuiteSpec, TaskSpec, canonical_json
+from celo_bench.versions import ENGINE_VERSION
 
 
 @dataclass(frozen=True)

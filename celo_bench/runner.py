@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from celo_bench import plan
+from celo_bench.defaults import DEFAULT_RESULTS, DEFAULT_SUITE
 from celo_bench.execute import EngineSettings, RunSummary, make_executor, run_jobs
 from celo_bench.store import Store
 from celo_bench.suite import Registry, load_registry
-
-DEFAULT_SUITE = "quick"
-DEFAULT_RESULTS = Path("results")
 
 
 @dataclass
@@ -95,7 +93,7 @@ def split_unavailable(jobs: Sequence[plan.Job]) -> tuple[list[plan.Job], dict[st
 
 def _check_engine_settings(settings: EngineSettings) -> None:
     """Reject a bad strategy name up front (not as one failed record per run)."""
-    from celo_bench.engine._strategy import RUNS_CHOICES, STEPS_CHOICES
+    from celo_bench.engine import RUNS_CHOICES, STEPS_CHOICES
     from celo_bench.errors import CeloBenchError
 
     for value, choices, flag in (

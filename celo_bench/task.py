@@ -1,21 +1,26 @@
 """The runtime task contract: pure init/loss functions plus compact dataset splits.
 
-A :class:`Task` is built from a :class:`~celo_bench.suite.TaskSpec` by looking up its
-dataset (``celo_bench.data``) and its model family (``celo_bench.models``). The engine
-only ever sees this object, so every model family vmaps and scans the same way.
+This module holds only the contracts that the data layer (:class:`Dataset`), the model
+families (:class:`Model`) and the engine (:class:`Task`) share; it imports neither of them
+and no JAX at import time. :mod:`celo_bench.assembly` builds a :class:`Task` from a
+:class:`~celo_bench.suite.TaskSpec`. The engine only ever sees this object, so every model
+family vmaps and scans the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
 import numpy as np
 
 from celo_bench.suite import TaskSpec
-from celo_bench.types import Batch, ModelState, Params, PRNGKey
+
+if TYPE_CHECKING:  # the aliases name JAX types; the contracts themselves need no JAX
+    import jax
+
+    from celo_bench.types import Batch, ModelState, Params, PRNGKey
 
 EVAL_SPLITS = ("train", "outer_valid", "test")
 """Splits evaluated every ``eval_every`` steps (the reference code's choice)."""
@@ -68,27 +73,7 @@ class Task:
 
 def count_params(model: Model) -> int:
     """Number of trainable scalars, computed from shapes only (no FLOPs, no data)."""
+    import jax  # heavy: deferred so that data loaders and planners import the contracts without JAX
+
     params, _ = jax.eval_shape(model.init, jax.random.PRNGKey(0))
     return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
-
-
-def build_model_only(spec: TaskSpec, info: Mapping[str, Any]) -> Model:
-    """Build the model of `spec` from dataset facts alone (used for parameter counts)."""
-    from celo_bench import models
-
-    return models.build(spec.model, info, batch_size=spec.batch_size)
-
-
-_TASKS: dict[str, Task] = {}
-
-
-def build_task(spec: TaskSpec) -> Task:
-    """Load the dataset and build the model of `spec` (cached per resolved spec)."""
-    from celo_bench import data
-    from celo_bench.suite import canonical_json
-
-    key = canonical_json(spec.resolved())
-    if key not in _TASKS:
-        dataset = data.load(spec.dataset, spec.data)
-        _TASKS[key] = Task(spec=spec, dataset=dataset, model=build_model_only(spec, dataset.info))
-    return _TASKS[key]

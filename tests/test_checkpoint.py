@@ -14,7 +14,7 @@ import pytest
 
 from celo_bench.errors import CheckpointError
 from celo_bench.optimizers import checkpoint as ck
-from celo_bench.optimizers._registry import factory
+from celo_bench.optimizers import factory
 from celo_bench.suite import load_registry
 
 WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights"

@@ -392,9 +392,9 @@ def test_real_fashion_mnist(tmp_path, monkeypatch):
 def test_real_fashion_mnist_mlp_trains_with_adam(tmp_path, monkeypatch):
     import optax
 
+    from celo_bench.assembly import build_task
     from celo_bench.engine import Strategy, run_job
     from celo_bench.suite import TaskSpec
-    from celo_bench.task import build_task
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "empty-cache"))
     spec = TaskSpec(name="ImageMLP_FashionMnist_Relu128x128", family="image_mlp", dataset="fashion_mnist",

@@ -9,10 +9,11 @@ import numpy as np
 import optax
 import pytest
 
+from celo_bench.assembly import build_task
 from celo_bench.engine import Strategy, run_job
 from celo_bench.engine.reference import reference_run
 from celo_bench.suite import load_registry
-from celo_bench.task import EVAL_SPLITS, build_task
+from celo_bench.task import EVAL_SPLITS
 
 T = 30
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from celo_bench.optimizers._registry import factory
+from celo_bench.optimizers import factory
 from celo_bench.optimizers.checkpoint import flatten
 from celo_bench.optimizers.learned import adafac_mlp, nn_adam, velo
 
@@ -126,10 +126,10 @@ def test_rnn_mlp_ignores_horizon():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["velo_s", "rnn_mlp_lopt"])  # per-tensor LSTM states under vmap
 def test_runs_in_engine_vmapped_over_seeds(name):
+    from celo_bench.assembly import build_task
     from celo_bench.engine import Strategy, run_job
     from celo_bench.optimizers import builder
     from celo_bench.suite import load_registry
-    from celo_bench.task import build_task
 
     reg = load_registry()
     task = build_task(reg.task("smoke_digits_mlp"))

@@ -10,8 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from celo_bench.optimizers import build, builder
-from celo_bench.optimizers._registry import factory
+from celo_bench.optimizers import build, builder, factory
 from celo_bench.optimizers.checkpoint import flatten
 from celo_bench.optimizers.learned import _common, celo
 
@@ -152,9 +151,9 @@ def test_missing_loss_is_an_error():
 @needs_weights
 @pytest.mark.slow
 def test_celo_trains_smoke_task_in_engine_vmapped_over_seeds():
+    from celo_bench.assembly import build_task
     from celo_bench.engine import Strategy, run_job
     from celo_bench.suite import load_registry
-    from celo_bench.task import build_task
 
     reg = load_registry()
     task = build_task(reg.task("smoke_digits_mlp"))

@@ -16,10 +16,12 @@ import optax
 import pytest
 
 from celo_bench import models
+from celo_bench.assembly import build_model, build_model_only, learned_optimizer
+from celo_bench.errors import SpecError
+from celo_bench.models import LearnedOptimizer
 from celo_bench.models.conv import conv2d_im2col
-from celo_bench.optimizers._registry import FACTORIES, register
+from celo_bench.optimizers import FACTORIES, register
 from celo_bench.suite import load_registry
-from celo_bench.task import build_model_only
 
 # Dataset facts of the paper datasets, stated independently of celo_bench.data.facts.
 # vocab 32100: learned_optimization's language.py builds
@@ -127,7 +129,8 @@ def test_paper_param_count(name):
 
 def test_registered_facts_agree():
     """celo_bench.data.facts (the data layer's registry) states the same dataset facts."""
-    from celo_bench.data.facts import FACTS, dataset_info
+    from celo_bench.data import dataset_info
+    from celo_bench.data.facts import FACTS
 
     for name, facts in PAPER_FACTS.items():
         if name not in FACTS:
@@ -257,8 +260,19 @@ def _scaled_sgd(meta_params, *, num_steps):
     return optax.sgd(meta_params["lr"])
 
 
+seen_options: list[dict] = []
+
+
+def _recording_sgd(meta_params, *, num_steps, scale=1.0):
+    """Like _scaled_sgd, and records the options it was built with."""
+    seen_options.append({"scale": scale, "num_steps": num_steps})
+    return optax.sgd(scale * meta_params["lr"])
+
+
 if "test_scaled_sgd" not in FACTORIES:
     register("test_scaled_sgd", _scaled_sgd, learned=True,
+             init_meta_params=lambda key: {"lr": jnp.asarray(0.0, jnp.float32)})
+    register("test_scaled_sgd_options", _recording_sgd, learned=True,
              init_meta_params=lambda key: {"lr": jnp.asarray(0.0, jnp.float32)})
 
 
@@ -273,8 +287,8 @@ def test_lopt_loss_is_mean_inner_loss():
     inner losses of the initial model on the K inner batches."""
     info = {"num_classes": 10, "image_shape": (8, 8, 1)}
     k, bs = 4, 16
-    model = models.build({"kind": "lopt", "optimizer": "test_scaled_sgd", "unroll_steps": k,
-                          "inner_batch_size": bs, "hidden": [8]}, info, batch_size=k * bs)
+    model = build_model({"kind": "lopt", "optimizer": "test_scaled_sgd", "unroll_steps": k,
+                         "inner_batch_size": bs, "hidden": [8]}, info, batch_size=k * bs)
     inner = models.build({"kind": "mlp", "hidden": [8]}, info, batch_size=bs)
     meta, state = model.init(jax.random.PRNGKey(0))
     batch = _lopt_batch(k, bs)
@@ -294,8 +308,38 @@ def test_lopt_loss_is_mean_inner_loss():
 
 
 def test_lopt_rejects_inconsistent_batch():
-    from celo_bench.errors import SpecError
-
     with pytest.raises(SpecError, match="unroll_steps"):
-        models.build({"kind": "lopt", "optimizer": "test_scaled_sgd", "unroll_steps": 5,
-                      "inner_batch_size": 8}, {"num_classes": 10, "image_shape": (8, 8, 1)}, batch_size=41)
+        build_model({"kind": "lopt", "optimizer": "test_scaled_sgd", "unroll_steps": 5,
+                     "inner_batch_size": 8}, {"num_classes": 10, "image_shape": (8, 8, 1)}, batch_size=41)
+
+
+def test_lopt_model_takes_its_inner_optimizer_as_an_object():
+    """The model family needs no registry: a LearnedOptimizer built here trains the same way,
+    and its options reach the factory through the assembly (``optimizer_options``)."""
+    info = {"num_classes": 10, "image_shape": (8, 8, 1)}
+    k, bs = 3, 8
+    calls = []
+
+    def make(meta_params, num_steps):
+        calls.append(num_steps)
+        return optax.sgd(meta_params["lr"])
+
+    direct = models.build({"kind": "lopt", "unroll_steps": k, "inner_batch_size": bs, "hidden": [8],
+                           "optimizer": LearnedOptimizer("sgd", lambda key: {"lr": jnp.asarray(0.0)}, make)},
+                          info, batch_size=k * bs)
+    assembled = build_model({"kind": "lopt", "optimizer": "test_scaled_sgd", "unroll_steps": k,
+                             "inner_batch_size": bs, "hidden": [8]}, info, batch_size=k * bs)
+    batch, key = _lopt_batch(k, bs), jax.random.PRNGKey(1)
+    meta = {"lr": jnp.asarray(0.05)}
+    np.testing.assert_allclose(direct.loss(meta, {}, key, batch)[0], assembled.loss(meta, {}, key, batch)[0],
+                               rtol=1e-6)
+    assert calls == [k]  # the unroll length is the inner horizon
+    bound = learned_optimizer("test_scaled_sgd_options", {"scale": 3.0})
+    bound.make({"lr": 1.0}, 7)
+    assert seen_options == [{"scale": 3.0, "num_steps": 7}]
+
+
+def test_lopt_rejects_a_hand_crafted_inner_optimizer():
+    with pytest.raises(SpecError, match="not a learned optimizer"):
+        build_model({"kind": "lopt", "optimizer": "adam", "unroll_steps": 2, "inner_batch_size": 4},
+                    {"num_classes": 10, "image_shape": (8, 8, 1)}, batch_size=8)

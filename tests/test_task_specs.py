@@ -15,9 +15,9 @@ import numpy as np
 import optax
 import pytest
 
-from celo_bench.optimizers._registry import FACTORIES
+from celo_bench.assembly import build_model_only, build_task
+from celo_bench.optimizers import FACTORIES
 from celo_bench.suite import load_registry
-from celo_bench.task import build_model_only, build_task
 from tests.test_models import EXPECTED, paper_info
 
 PAPER = {  # name: (family, dataset, batch size), paper-protocol.md §1.2

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from celo_bench.assembly import build_task
 from celo_bench.engine import Strategy, run_job
 from celo_bench.optimizers import builder
 from celo_bench.optimizers.checkpoint import weights_root
 from celo_bench.suite import load_registry
-from celo_bench.task import build_task
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from celo_bench.runner import DEFAULT_RESULTS, DEFAULT_SUITE
+from celo_bench.defaults import DEFAULT_RESULTS, DEFAULT_SUITE
 
 
 class Format(StrEnum):

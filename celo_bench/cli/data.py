@@ -19,6 +19,7 @@ from rich.table import Table
 from celo_bench.cli._common import FormatOpt, console, emit_json, out, split_names
 from celo_bench.data import cache
 from celo_bench.data.sources import RECIPES, find_local
+from celo_bench.suite import load_registry
 
 data_app = typer.Typer(help="Prepare and inspect the datasets of the paper tier.", no_args_is_help=True)
 
@@ -36,8 +37,6 @@ def _progress() -> Progress:
 
 
 def _suite_datasets(suite: str) -> list[str]:
-    from celo_bench.suite import load_registry
-
     reg = load_registry()
     names = {reg.task(t).dataset for t in reg.suite(suite).tasks}
     return sorted(n for n in names if n in RECIPES)
@@ -70,6 +69,7 @@ def prepare_command(
     fmt=FormatOpt,
 ) -> None:
     """Download (once) and convert datasets into compact cached arrays with a manifest."""
+    # deferred: the downloaders (pooch, huggingface_hub) are imported only to prepare data
     from celo_bench.data.prepare import prepare
 
     wanted = split_names(names) or []

@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from celo_bench.cli._common import FormatOpt, emit_json, out
-from celo_bench.suite import load_registry
+from celo_bench.data import dataset_info
+from celo_bench.suite import TaskSpec, load_registry
+from celo_bench.task import count_params as task_count_params
 
 
 class What(StrEnum):
@@ -33,16 +35,16 @@ def task_rows(names: list[str] | None = None, with_params: bool = True) -> list[
     return rows
 
 
-def count_params(spec) -> int | None:
-    from celo_bench.data.facts import dataset_info
-    from celo_bench.task import build_model_only
-    from celo_bench.task import count_params as count
+def count_params(spec: TaskSpec) -> int | None:
+    """Trainable scalars of `spec`'s model from dataset facts, or None if only the data tells."""
+    # heavy: building a model imports JAX and every model family; only `list tasks` pays for it
+    from celo_bench.assembly import build_model_only
 
     try:
         model = build_model_only(spec, dataset_info(spec.dataset, spec.data))
     except Exception:  # a model that needs the data itself to be built
         return None
-    return count(model)
+    return task_count_params(model)
 
 
 def optimizer_rows() -> list[dict]:

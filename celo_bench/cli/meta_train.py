@@ -11,19 +11,13 @@ import json
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from celo_bench.cli._common import Format, FormatOpt, console, emit_json, out
+from celo_bench.cli._common import Format, FormatOpt, console, emit_json, out, split_names
+from celo_bench.errors import CeloBenchError
 
 
-def _progress():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
+def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("meta-loss {task.fields[loss]}"), TimeRemainingColumn(),
@@ -61,8 +55,7 @@ def meta_train_command(
     fmt: Format = FormatOpt,
 ) -> None:
     """Meta-train a learned optimizer (truncated PES, task augmentation, Celo's two phases)."""
-    from celo_bench.cli._common import split_names
-    from celo_bench.errors import CeloBenchError
+    # heavy: meta-training imports JAX and every learned optimizer; `--help` does not
     from celo_bench.metatrain import recipe
     from celo_bench.metatrain.tasks import available
 
@@ -126,7 +119,7 @@ def meta_train_command(
                 result.update(final_checkpoint=result["checkpoint"], checkpoint=chosen["best_checkpoint"],
                               best={k: chosen["best"][k] for k in ("step", "meta_validation_loss")})
         if install:
-            from celo_bench.metatrain.install import install as install_run
+            from celo_bench.metatrain.install import install as install_run  # heavy: the optimizers
 
             result["installed"] = str(install_run(Path(result.get("final_checkpoint", result["checkpoint"])).parent))
     finally:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from celo_bench.data import images, text
+from celo_bench.data import cache, images, sources, text
 from celo_bench.data._offline import load_digits, load_pydoc_text
-from celo_bench.data.facts import register_facts
+from celo_bench.data.facts import FACTS, register_facts
 from celo_bench.data.sources import RECIPES
 from celo_bench.errors import DataMissingError, UnknownNameError
 from celo_bench.task import Dataset
@@ -48,8 +48,6 @@ def require(name: str, options: Mapping[str, Any] | None = None) -> None:
     """
     if name not in RECIPES:
         return
-    from celo_bench.data import cache, sources
-
     manifest = cache.read_manifest(name)
     if RECIPES[name].kind == "image":
         if manifest is None and sources.find_local(name) is None:
@@ -72,4 +70,16 @@ def load(name: str, options: Mapping[str, Any] | None = None) -> Dataset:
     return LOADERS[name](**dict(options or {}))
 
 
-__all__ = ["LOADERS", "RECIPES", "load", "register", "require"]
+def dataset_info(name: str, options: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """Facts of dataset `name` with `options`: the registered ones, else those of the loaded data.
+
+    Raises:
+      UnknownNameError: no dataset `name`.
+      DataMissingError: its facts are not registered and its data is not prepared.
+    """
+    if name in FACTS:
+        return FACTS[name](**dict(options or {}))
+    return load(name, options).info
+
+
+__all__ = ["LOADERS", "RECIPES", "dataset_info", "load", "register", "require"]

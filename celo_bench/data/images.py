@@ -17,13 +17,22 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from celo_bench.data import cache
 from celo_bench.data._splits import split_train
-from celo_bench.data.sources import RECIPES, find_local, missing_message
+from celo_bench.data.formats import read_cifar, read_idx
+from celo_bench.data.sources import (
+    IDX_FIELDS,
+    RECIPES,
+    Recipe,
+    find_local,
+    idx_file,
+    missing_message,
+)
 from celo_bench.errors import DataMissingError, SpecError
 from celo_bench.task import Dataset
 
@@ -93,11 +102,44 @@ def _source_arrays(name: str, root: str) -> tuple[tuple[np.ndarray, ...], str]:
         return tuple(arrays[f] for f in FIELDS), f"cache {cache.dataset_dir(name, root)}"
     local = find_local(name, root=root)
     if local is not None:
-        from celo_bench.data.prepare import convert_original
-
         arrays = convert_original(RECIPES[name], local)
         return tuple(arrays[f] for f in FIELDS), f"original files in {local}"
     raise DataMissingError(missing_message(name, root))
+
+
+def convert_original(recipe: Recipe, folder: Path) -> dict[str, np.ndarray]:
+    """Original image files in `folder` -> ``{train,test}_{image,label}`` arrays."""
+    if recipe.original_format == "idx":
+        out = {}
+        for field_, stem in IDX_FIELDS.items():
+            arr = read_idx(idx_file(folder, stem))
+            out[field_] = arr[..., None] if field_.endswith("image") else arr.astype(np.int32)
+    elif recipe.original_format == "cifar":
+        archive = folder / recipe.originals[0].name
+        c = recipe.cifar
+        out = read_cifar(archive if archive.is_file() else folder, c["train"], c["test"],
+                         c["label_bytes"], c["label_index"])
+    else:
+        raise DataMissingError(f"dataset '{recipe.name}' has no image original format")
+    check_images(recipe, out, str(folder))
+    return out
+
+
+def check_images(recipe: Recipe, arrays: dict[str, np.ndarray], where: str) -> None:
+    """Raise :class:`~celo_bench.data.cache.DataCorruptError` unless `arrays` hold `recipe`'s images.
+
+    Checks uint8 images of the recipe's ``(H, W, C)``, as many labels as images, and labels
+    in ``[0, num_classes)``, for both splits; `where` names the source in the message.
+    """
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_image"], arrays[f"{split}_label"]
+        if x.dtype != np.uint8 or tuple(x.shape[1:]) != recipe.image_shape or len(x) != len(y):
+            raise cache.DataCorruptError(
+                f"{where}: {split} images {x.shape} {x.dtype} / labels {y.shape} do not match "
+                f"{recipe.name} (expected uint8 (N, {', '.join(map(str, recipe.image_shape))}))"
+            )
+        if len(y) and (y.min() < 0 or y.max() >= recipe.num_classes):
+            raise cache.DataCorruptError(f"{where}: {split} labels outside [0, {recipe.num_classes})")
 
 
 def load_image_dataset(
@@ -155,4 +197,4 @@ def clear_memory_cache() -> None:
     _source_arrays.cache_clear()
 
 
-__all__ = ["image_facts", "load_image_dataset", "resize_bilinear"]
+__all__ = ["check_images", "convert_original", "image_facts", "load_image_dataset", "resize_bilinear"]

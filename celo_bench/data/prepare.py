@@ -31,10 +31,9 @@ from celo_bench.data.formats import (
     iter_parquet_text,
     iter_text_lines,
     parquet_rows,
-    read_cifar,
-    read_idx,
     read_parquet_images,
 )
+from celo_bench.data.images import check_images, convert_original
 from celo_bench.data.sources import (
     IDX_FIELDS,
     LM1B_TEXT,
@@ -66,36 +65,6 @@ class _Quiet:
 
     def advance(self, *a, **k) -> None:
         pass
-
-
-def convert_original(recipe: Recipe, folder: Path) -> dict[str, np.ndarray]:
-    """Original image files in `folder` -> ``{train,test}_{image,label}`` arrays."""
-    if recipe.original_format == "idx":
-        out = {}
-        for field_, stem in IDX_FIELDS.items():
-            arr = read_idx(idx_file(folder, stem))
-            out[field_] = arr[..., None] if field_.endswith("image") else arr.astype(np.int32)
-    elif recipe.original_format == "cifar":
-        archive = folder / recipe.originals[0].name
-        c = recipe.cifar
-        out = read_cifar(archive if archive.is_file() else folder, c["train"], c["test"],
-                         c["label_bytes"], c["label_index"])
-    else:
-        raise DataMissingError(f"dataset '{recipe.name}' has no image original format")
-    _check_images(recipe, out, str(folder))
-    return out
-
-
-def _check_images(recipe: Recipe, arrays: dict[str, np.ndarray], where: str) -> None:
-    for split in ("train", "test"):
-        x, y = arrays[f"{split}_image"], arrays[f"{split}_label"]
-        if x.dtype != np.uint8 or tuple(x.shape[1:]) != recipe.image_shape or len(x) != len(y):
-            raise cache.DataCorruptError(
-                f"{where}: {split} images {x.shape} {x.dtype} / labels {y.shape} do not match "
-                f"{recipe.name} (expected uint8 (N, {', '.join(map(str, recipe.image_shape))}))"
-            )
-        if len(y) and (y.min() < 0 or y.max() >= recipe.num_classes):
-            raise cache.DataCorruptError(f"{where}: {split} labels outside [0, {recipe.num_classes})")
 
 
 def _describe_files(files: Sequence[Path], base: Path, digests: dict[str, dict] | None = None) -> list[dict]:
@@ -248,7 +217,7 @@ def prepare(
             for split in ("train", "test"):
                 x, y = read_parquet_images(files[split], *recipe.hub.columns)
                 arrays[f"{split}_image"], arrays[f"{split}_label"] = x, y
-            _check_images(recipe, arrays, str(folder))
+            check_images(recipe, arrays, str(folder))
         meta["info"] = images.image_facts(name)
     else:
         vocab = _vocab(root, from_dirs, progress, fetcher)

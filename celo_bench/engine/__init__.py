@@ -1,14 +1,14 @@
 """The vectorized training engine."""
 
-from celo_bench.engine._strategy import Strategy, default_strategy
+from celo_bench.engine._strategy import RUNS_CHOICES, STEPS_CHOICES, Strategy, default_strategy
 from celo_bench.engine._train import DEFAULT_MEMORY_BUDGET, JobResult, OptimizerBuilder, run_job
-
-ENGINE_VERSION = "1"
-"""Bump when a change to the engine changes numbers: it is part of every run key."""
+from celo_bench.versions import ENGINE_VERSION
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "ENGINE_VERSION",
+    "RUNS_CHOICES",
+    "STEPS_CHOICES",
     "JobResult",
     "OptimizerBuilder",
     "Strategy",

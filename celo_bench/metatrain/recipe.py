@@ -15,6 +15,7 @@ card, and ``OUT/sweep.json`` lists every score.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,7 +31,15 @@ from celo_bench.metatrain.config import (
     preset_config,
 )
 from celo_bench.metatrain.phases import TWO_PHASE, check_phase
-from celo_bench.metatrain.trainer import MetaTrainer, RunResult, make_opt_fn
+from celo_bench.metatrain.tasks import build_family
+from celo_bench.metatrain.trainer import (
+    MetaTrainer,
+    RunResult,
+    learned_entry,
+    load_init,
+    make_opt_fn,
+)
+from celo_bench.metatrain.validation import meta_validation_loss
 
 PhaseCallback = Callable[[str, MetaTrainConfig], None]
 
@@ -52,8 +61,6 @@ def plan(
     tasks: Sequence[str] | None = None,
 ) -> list[tuple[MetaTrainConfig, Path]]:
     """The (config, output folder) of each phase to run, validated before any work."""
-    from celo_bench.metatrain.trainer import learned_entry
-
     learned_entry(arch)
     out = Path(out) if out is not None else default_out(arch, preset, seed)
     common = dict(outer_lr=outer_lr, seed=seed, tasks=tuple(tasks) if tasks else None)
@@ -135,10 +142,6 @@ def select_best(arch: str, *, out: str | Path | None = None, **options: Any) -> 
 
 def score_checkpoints(arch: str, cfg: MetaTrainConfig, run_out: Path) -> list[dict]:
     """``{"step", "checkpoint", "meta_validation_loss", ...}`` for every saved checkpoint."""
-    from celo_bench.metatrain.tasks import build_family
-    from celo_bench.metatrain.trainer import load_init
-    from celo_bench.metatrain.validation import meta_validation_loss
-
     folders = sorted((Path(run_out) / "checkpoints").glob("[0-9]*"))
     if not folders:
         raise CeloBenchError(f"{run_out} has no checkpoints to score; run `celo-bench meta-train` first")
@@ -181,8 +184,6 @@ RULE = ("lowest held-out meta-validation loss (mean normalised outer_valid loss 
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text())
 
 

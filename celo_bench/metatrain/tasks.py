@@ -30,7 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from celo_bench import data
 from celo_bench.errors import CeloBenchError, DataMissingError
+from celo_bench.models.mlp import build_classifier
 
 NUM_CLASSES = 10
 
@@ -91,8 +93,6 @@ def reparametrize(family: TaskFamily, scale_range: tuple[float, float]) -> TaskF
 # --------------------------------------------------------------------------- image MLPs
 def _dataset(name: str, image_size: int):
     """A meta-training dataset at ``image_size`` x ``image_size``, greyscale."""
-    from celo_bench import data
-
     if name == "digits":  # already 8x8 greyscale; other sizes are not offered offline
         if image_size != 8:
             raise CeloBenchError("the offline 'digits' family exists only at image_size 8")
@@ -107,8 +107,6 @@ def _dataset(name: str, image_size: int):
 
 def available(names: Sequence[str], image_size: int = 8) -> tuple[list[str], dict[str, str]]:
     """Split `names` into those whose data is present and those missing (with the reason)."""
-    from celo_bench import data
-
     ok, missing = [], {}
     for name in names:
         if name == "digits":
@@ -158,8 +156,6 @@ def image_mlp_family(
     stream; for a 50-step truncation the difference is immaterial). ``eval_loss`` is the
     loss on (up to `eval_examples` of) the held-out ``outer_valid`` split.
     """
-    from celo_bench.models.mlp import build_classifier
-
     if not names:
         raise CeloBenchError("meta-training needs at least one task")
     datasets = [_dataset(n, image_size) for n in names]

@@ -13,6 +13,7 @@ episode's parameters, optimizer state and key, and the perturbation accumulators
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -36,7 +37,9 @@ from celo_bench.metatrain.phases import (
     trainable_mask,
 )
 from celo_bench.metatrain.tasks import TaskFamily, available, build_family
+from celo_bench.optimizers import FACTORIES, factory
 from celo_bench.optimizers import checkpoint as ckpt
+from celo_bench.provenance import provenance
 
 RESUME_DIR, RESUME_STATE, RESUME_META = "resume", "state.msgpack", "run.json"
 INIT_DIR = "init"
@@ -65,9 +68,6 @@ class RunResult:
 
 def learned_entry(arch: str):
     """The registry entry of a learned optimizer, or a clear error."""
-    from celo_bench import optimizers  # noqa: F401  (registers factories)
-    from celo_bench.optimizers._registry import FACTORIES, factory
-
     entry = factory(arch)
     if not entry.learned or entry.init_meta_params is None:
         learned = sorted(n for n, e in FACTORIES.items() if e.learned and e.init_meta_params)
@@ -152,9 +152,7 @@ class MetaTrainer:
 
     def _resume(self) -> tuple[dict, list[float], list[float], float]:
         """The saved state (or the initial one), its meta-loss history and wall time."""
-        import json
-
-        from flax import serialization
+        from flax import serialization  # heavy (all of flax); only resuming and saving need it
 
         meta_path = self.out / RESUME_DIR / RESUME_META
         if not meta_path.is_file():
@@ -172,7 +170,7 @@ class MetaTrainer:
         return state, meta["meta_loss"][:n], meta["seconds"][:n], float(meta["wall_seconds"])
 
     def _save(self, state: dict, losses: list[float], seconds: list[float], wall: float) -> Path:
-        from flax import serialization
+        from flax import serialization  # heavy (all of flax); only resuming and saving need it
 
         step = int(state["step"])
         card = self.card(step, losses, wall)
@@ -195,8 +193,6 @@ class MetaTrainer:
 
     # ------------------------------------------------------------------ card
     def card(self, step: int, losses: list[float], wall: float) -> dict:
-        from celo_bench.provenance import provenance
-
         cfg, prov = self.cfg, provenance()
         first, last = artifacts.window_means(losses)
         frozen = list(FROZEN.get((cfg.arch, cfg.phase), ()))
@@ -257,8 +253,6 @@ class MetaTrainer:
 
 
 def _jsonable(obj: Any) -> Any:
-    import json
-
     return json.loads(json.dumps(obj, default=list))
 
 

@@ -2,6 +2,8 @@
 
 Each builder takes the task's ``[model]`` table, the dataset facts and the batch size,
 and returns a :class:`~celo_bench.task.Model` of pure functions, so runs vmap and scan.
+Models never import the optimizers: the ``lopt`` family receives its inner learned optimizer
+as a :class:`LearnedOptimizer`, built by :mod:`celo_bench.assembly`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from celo_bench.errors import SpecError, UnknownNameError
 from celo_bench.models import conv, lopt_task, mlp, rnn_lm, transformer_lm, vit
+from celo_bench.models.lopt_task import LearnedOptimizer
 from celo_bench.task import Model
 
 Builder = Callable[..., Model]
@@ -42,4 +45,4 @@ def build(model_cfg: Mapping[str, Any], info: Mapping[str, Any], *, batch_size: 
         raise SpecError("[model]", kind, f"bad options for model kind '{kind}': {e}") from None
 
 
-__all__ = ["BUILDERS", "build", "register"]
+__all__ = ["BUILDERS", "LearnedOptimizer", "build", "register"]

@@ -22,7 +22,8 @@ linear inner model: 53 s with remat, 16 s without), so ``remat`` defaults to Fal
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -33,26 +34,33 @@ from celo_bench.models.mlp import build_classifier
 from celo_bench.task import Model
 
 
-def _factory(name: str):
-    from celo_bench import optimizers  # noqa: F401  (importing registers every factory)
-    from celo_bench.optimizers._registry import factory
+@dataclass(frozen=True)
+class LearnedOptimizer:
+    """The inner learned optimizer of a lopt task: what the task needs of it, nothing more.
 
-    entry = factory(name)
-    if not entry.learned or entry.init_meta_params is None:
-        raise TypeError(f"optimizer factory '{name}' is not a learned optimizer with init_meta_params")
-    return entry
+    Built from a registered factory by :func:`celo_bench.assembly.learned_optimizer`, so the
+    model families never import the optimizers.
+
+    Attributes:
+      name: the factory's name (for messages).
+      init_meta_params: ``key -> theta``, the meta-parameter tree of a fresh optimizer.
+      make: ``(theta, num_steps) -> optax.GradientTransformation``; ``theta`` may be traced.
+    """
+
+    name: str
+    init_meta_params: Callable[[jax.Array], Any]
+    make: Callable[[Any, int], optax.GradientTransformation]
 
 
 def build_lopt_task(
     *,
     info: Mapping[str, Any],
     batch_size: int,
-    optimizer: str,
+    optimizer: LearnedOptimizer,
     unroll_steps: int = 50,
     inner_batch_size: int = 128,
     hidden: Sequence[int] = (32,),
     activation: str = "relu",
-    optimizer_options: Mapping[str, Any] | None = None,
     remat: bool = False,
 ) -> Model:
     """Meta-objective of learned optimizer `optimizer` on an inner image-MLP task.
@@ -60,12 +68,13 @@ def build_lopt_task(
     Args:
       info: facts of the inner dataset (``num_classes``, ``image_shape``).
       batch_size: examples per outer step; must equal ``unroll_steps * inner_batch_size``.
-      optimizer: a registered learned-optimizer factory (e.g. ``adafac_mlp_lopt``).
+      optimizer: the learned optimizer whose meta-parameters are trained (the task spec names
+        a registered factory, e.g. ``adafac_mlp_lopt``, with ``optimizer_options``;
+        :mod:`celo_bench.assembly` turns that into this object).
       unroll_steps: inner training steps per loss evaluation (``K``).
       inner_batch_size: examples per inner step.
       hidden, activation: the inner MLP (the paper's ``ImageMLP_FashionMnist8_Relu32`` is
         one hidden layer of 32 ReLU units on 8x8 images).
-      optimizer_options: extra keyword arguments of the factory (its defaults otherwise).
       remat: rematerialise each inner step in the outer gradient (memory for compile time).
     """
     if batch_size != unroll_steps * inner_batch_size:
@@ -73,16 +82,14 @@ def build_lopt_task(
             f"batch_size must be unroll_steps * inner_batch_size = "
             f"{unroll_steps} * {inner_batch_size} = {unroll_steps * inner_batch_size}, got {batch_size}"
         )
-    entry = _factory(optimizer)
-    options = dict(optimizer_options or {})
     inner = build_classifier(info=info, batch_size=inner_batch_size, hidden=hidden, activation=activation)
     maxval = 1.5 * math.log(int(info["num_classes"]))
 
     def init(key):
-        return entry.init_meta_params(key), {}
+        return optimizer.init_meta_params(key), {}
 
     def loss(meta_params, state, key, batch):
-        opt = entry.fn(meta_params, num_steps=unroll_steps, **options)
+        opt = optimizer.make(meta_params, unroll_steps)
         if not isinstance(opt, optax.GradientTransformationExtraArgs):
             opt = optax.with_extra_args_support(opt)
         k_init, k_steps = jax.random.split(key)

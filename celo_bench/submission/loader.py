@@ -157,7 +157,7 @@ def register_submission(sub: Submission) -> OptimizerSpec:
     Learned meta-parameters are loaded here, once, and bound to the factory, so the
     runner sees an ordinary hand-crafted-style factory ``fn(**hparams, num_steps=T)``.
     """
-    from celo_bench.optimizers._registry import FACTORIES, register
+    from celo_bench.optimizers import FACTORIES, register
 
     fname = factory_name(sub)
     if fname not in FACTORIES:  # same name = same source and checkpoint bytes
