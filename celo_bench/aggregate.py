@@ -241,14 +241,58 @@ def poi_matrix(matrices: Mapping[str, ScoreMatrix]) -> pd.DataFrame:
 
 COUNT_COLUMNS = ("runs_total", "diverged", "failed", "tuned_diverged", "tuned_failed")
 
+COVERAGE_RULES = {
+    "rank-complete-first": "they rank after every complete row, among themselves by the IQM with each "
+                           "missing task scored 0 (AlgoPerf's rule), shown beside",
+    "zero-fill": "every row ranks by the IQM with each missing task scored 0 (AlgoPerf's rule)",
+    "ignore": "rows rank by the IQM over the tasks they cover, whatever their coverage",
+}
+"""How rows without a score on every task of the suite rank (the one-line text is what
+reports print). ``rank-complete-first`` (default): complete rows first, by IQM; then the
+incomplete rows by their zero-filled IQM. ``zero-fill``: every row by its zero-filled IQM
+(AlgoPerf, "Benchmarking Neural Network Training Algorithms", arXiv:2306.07179, scores a
+missing workload as failed). ``ignore``: by the IQM over the covered tasks (compares
+aggregates over different task sets as equals; for diagnosis only)."""
+DEFAULT_COVERAGE_RULE = "rank-complete-first"
 
-def rank(table: pd.DataFrame) -> pd.DataFrame:
-    """Leaderboard order: final-loss IQM, then speedup IQM (both descending), then name;
-    optimizers without a score come last. Adds a 1-based ``rank`` (NA when unscored)."""
-    t = table.sort_values(
-        ["final_loss_iqm", "speedup_iqm", "optimizer"], ascending=[False, False, True],
+
+def zero_filled(m: ScoreMatrix, tasks: Sequence[str]) -> np.ndarray:
+    """``[runs x len(tasks)]``: the matrix's columns on `tasks`, 0 for a task it does not cover."""
+    out = np.zeros((m.values.shape[0], len(tasks)))
+    for j, t in enumerate(tasks):
+        if t in m.tasks:
+            out[:, j] = m.values[:, m.tasks.index(t)]
+    return out
+
+
+def rank(table: pd.DataFrame, coverage_rule: str = DEFAULT_COVERAGE_RULE) -> pd.DataFrame:
+    """Leaderboard order under `coverage_rule` (see :data:`COVERAGE_RULES`); ties go to the
+    speedup IQM, then the name; optimizers without a score come last. Adds a 1-based
+    ``rank`` (NA when unscored).
+
+    Raises:
+        CeloBenchError: an unknown rule.
+    """
+    if coverage_rule not in COVERAGE_RULES:
+        raise CeloBenchError(f"coverage rule must be one of {', '.join(COVERAGE_RULES)}, got '{coverage_rule}'")
+    t = table.copy()
+    has_zf = "final_loss_iqm_zero_filled" in t and "complete" in t
+    t["_group"], t["_fl"], t["_su"] = 0, t["final_loss_iqm"], t["speedup_iqm"]
+    if has_zf and coverage_rule == "rank-complete-first":
+        # complete rows rank by IQM; incomplete ones after them, by the zero-filled IQM
+        part = ~t["complete"].astype(bool)
+        t["_group"] = part.astype(int)
+        t.loc[part, "_fl"] = t.loc[part, "final_loss_iqm_zero_filled"]
+        t.loc[part, "_su"] = t.loc[part, "speedup_iqm_zero_filled"]
+    elif has_zf and coverage_rule == "zero-fill":
+        t["_fl"], t["_su"] = t["final_loss_iqm_zero_filled"], t["speedup_iqm_zero_filled"]
+    t.loc[t["final_loss_iqm"].isna(), "_fl"] = np.nan
+    t = t.sort_values(
+        ["_group", "_fl", "_su", "optimizer"], ascending=[True, False, False, True],
         na_position="last", kind="mergesort",
-    ).reset_index(drop=True)
+    )
+    t = t.sort_values("_fl", key=lambda s: s.isna(), kind="mergesort")  # unscored rows last
+    t = t.drop(columns=["_group", "_fl", "_su"]).reset_index(drop=True)
     scored = t["final_loss_iqm"].notna()
     t.insert(0, "rank", pd.array([i + 1 if s else pd.NA for i, s in enumerate(scored)], dtype="Int64"))
     return t
@@ -256,24 +300,34 @@ def rank(table: pd.DataFrame) -> pd.DataFrame:
 
 def aggregate_table(
     scores: pd.DataFrame, tasks: pd.DataFrame, *, reference: str = "adam", reps: int = DEFAULT_REPS,
-    seed: int = DEFAULT_SEED, confidence: float = 0.95,
+    seed: int = DEFAULT_SEED, confidence: float = 0.95, suite_tasks: Sequence[str] | None = None,
+    coverage_rule: str = DEFAULT_COVERAGE_RULE,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, ScoreMatrix]]]:
     """One ranked row per optimizer, a tidy probability-of-improvement frame, the matrices.
 
-    Row columns: ``optimizer, optimizer_kind, tasks`` (scored), ``tasks_total``, ``runs``
-    (rows of the score matrix: seeds), then ``{criterion}_{metric}[_low|_high]`` for
-    criterion in final_loss/speedup and metric in :data:`METRICS`, the run counts of
-    :data:`COUNT_COLUMNS`, ``edges`` (tasks whose tuned point is at a grid edge) and
-    ``poi_vs_reference`` / ``poi_vs_top`` (final-loss scores, with ``_low``/``_high``).
+    Row columns: ``optimizer, optimizer_kind, tasks`` (scored), ``tasks_total`` (tasks of
+    the suite: `suite_tasks`, default every task in `tasks`), ``coverage`` (their ratio),
+    ``complete`` (a score on every task), ``runs`` (rows of the score matrix: seeds), then
+    ``{criterion}_{metric}[_low|_high]`` for criterion in final_loss/speedup and metric in
+    :data:`METRICS` (over the covered tasks), ``{criterion}_iqm_zero_filled`` (IQM with a
+    missing task scored 0), the run counts of :data:`COUNT_COLUMNS`, ``edges`` (tasks whose
+    tuned point is at a grid edge) and ``poi_vs_reference`` / ``poi_vs_top`` (final-loss
+    scores, with ``_low``/``_high``). Rows are ranked by :func:`rank` under `coverage_rule`.
     """
+    if coverage_rule not in COVERAGE_RULES:
+        raise CeloBenchError(f"coverage rule must be one of {', '.join(COVERAGE_RULES)}, got '{coverage_rule}'")
     mats = {crit: score_matrices(scores, col) for crit, col in CRITERIA.items()}
+    all_tasks = list(suite_tasks) if suite_tasks is not None else sorted(set(tasks["task"]))
     rows: dict[str, dict] = {}
-    n_tasks = tasks["task"].nunique()
+    n_tasks = len(all_tasks)
     for opt, g in tasks.groupby("optimizer", sort=True):
         m = mats["final_loss"].get(opt)
+        covered = len([t for t in m.tasks if t in all_tasks]) if m else 0
         rows[opt] = {
             "optimizer": opt, "optimizer_kind": g["optimizer_kind"].iloc[0],
-            "tasks": len(m.tasks) if m else 0, "tasks_total": n_tasks,
+            "tasks": covered, "tasks_total": n_tasks,
+            "coverage": covered / n_tasks if n_tasks else 0.0,
+            "complete": bool(m) and covered == n_tasks,
             "runs": m.values.shape[0] if m else 0,
             "runs_total": int(g["runs"].sum()), "diverged": int(g["diverged"].sum()),
             "failed": int(g["failed"].sum()), "tuned_diverged": int(g["tuned_diverged"].sum()),
@@ -283,12 +337,14 @@ def aggregate_table(
             for metric in METRICS:
                 for suffix in ("", "_low", "_high"):
                     rows[opt][f"{crit}_{metric}{suffix}"] = np.nan
+            mc = mats[crit].get(opt)
+            rows[opt][f"{crit}_iqm_zero_filled"] = iqm(zero_filled(mc, all_tasks)) if mc and n_tasks else np.nan
     for crit, by_opt in mats.items():
         est = interval_estimates(by_opt, reps=reps, seed=seed, confidence=confidence)
         for r in est.itertuples(index=False):
             base = f"{crit}_{r.metric}"
             rows[r.optimizer] |= {base: r.point, f"{base}_low": r.low, f"{base}_high": r.high}
-    table = rank(pd.DataFrame(list(rows.values())))
+    table = rank(pd.DataFrame(list(rows.values())), coverage_rule)
     top = table["optimizer"].iloc[0] if len(table) and pd.notna(table["rank"].iloc[0]) else None
     poi = poi_frame(mats, [v for v in (reference, top) if v], reps=reps, seed=seed, confidence=confidence)
     for label, versus in (("reference", reference), ("top", top)):

@@ -4,12 +4,19 @@
     >>> res = score_results("results", "smoke", reps=2000)        # doctest: +SKIP
     >>> res.aggregate[["optimizer", "final_loss_iqm", "speedup_iqm"]]  # doctest: +SKIP
 
+Scoring uses exactly the records of the current plan: the suite's grid is expanded once
+(:func:`celo_bench.plan.expand`) and stored records are chosen by their run keys. A record
+left by an older spec, grid, suite version or engine version has another key, so it is
+never scored; such records are counted (``Results.ignored``) and ``celo-bench prune``
+moves them aside. Planned runs that are not stored are counted too (``Results.missing``).
+
 Frames (all tidy, one row per entity named):
 
-- ``runs``: every stored run of the suite (smoothed curve, final loss, ``selected``);
+- ``runs``: every planned run that is stored (smoothed curve, final loss, ``selected``);
 - ``scores``: every tuned (task, optimizer, seed): final-loss and speedup scores;
 - ``tasks``: every (task, optimizer): tuned point, grid-edge flag, mean/std scores, counts;
-- ``aggregate``: every optimizer, ranked: IQM/median/mean/optimality gap with CIs;
+- ``aggregate``: every optimizer, ranked (see :data:`celo_bench.aggregate.COVERAGE_RULES`):
+  IQM/median/mean/optimality gap with CIs, coverage and the zero-filled IQM;
 - ``poi``: probability of improvement over the reference and over the top entry.
 """
 
@@ -17,14 +24,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from celo_bench.aggregate import DEFAULT_REPS, DEFAULT_SEED, ScoreMatrix, aggregate_table
+from celo_bench.aggregate import (
+    COVERAGE_RULES,
+    DEFAULT_COVERAGE_RULE,
+    DEFAULT_REPS,
+    DEFAULT_SEED,
+    ScoreMatrix,
+    aggregate_table,
+)
 from celo_bench.errors import CeloBenchError
+from celo_bench.plan import Job, expand
 from celo_bench.score import ScoreConfig, score_records
 from celo_bench.store import Store
 from celo_bench.suite import KIND_LABELS, Registry, SuiteSpec, load_registry
@@ -32,7 +48,12 @@ from celo_bench.suite import KIND_LABELS, Registry, SuiteSpec, load_registry
 
 @dataclass(frozen=True)
 class Results:
-    """Everything scored from one results folder for one suite (see module docstring)."""
+    """Everything scored from one results folder for one suite (see module docstring).
+
+    ``ignored``: stored records of the suite that the current plan does not hold;
+    ``missing``: optimizer -> planned runs not stored; ``unrun``: optimizer -> one-line
+    reason (with its fix) for every planned optimizer without a run that finished ok.
+    """
 
     suite: str
     suite_version: str
@@ -48,6 +69,12 @@ class Results:
     poi: pd.DataFrame
     matrices: dict[str, dict[str, ScoreMatrix]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    coverage_rule: str = DEFAULT_COVERAGE_RULE
+    suite_tasks: tuple[str, ...] = ()
+    planned: int = 0
+    ignored: int = 0
+    missing: Mapping[str, int] = field(default_factory=dict)
+    unrun: Mapping[str, str] = field(default_factory=dict)
 
 
 def fingerprint(records: pd.DataFrame) -> str:
@@ -61,73 +88,149 @@ def fingerprint(records: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
-def load_records(results: str | os.PathLike, suite: SuiteSpec, registry: Registry) -> tuple[pd.DataFrame, list[str]]:
-    """Records of `suite`'s current version, one horizon per task; returns (frame, notes).
+def coverage_text(tasks: int, total: int) -> str:
+    """The coverage cell of every table: ``"2/2"``, or ``"1/2 incomplete"``."""
+    return f"{tasks}/{total}" + ("" if tasks == total else " incomplete")
 
-    Per task, the horizon is the suite's (``steps``, else the task's); when no record has
-    it (the grid was run with ``--steps``), the largest stored horizon is used instead.
-    Records of other versions or horizons are left out and said so in the notes.
+
+# ---- selection by planned run keys ------------------------------------------------------
+
+
+def planned_jobs(registry: Registry, suite: SuiteSpec, *, steps: int | None = None,
+                 seeds: int | None = None) -> list[Job]:
+    """The suite's grid, expanded once: its optimizers plus any submission the registry holds
+    (``celo-bench submit`` adds one). `steps` / `seeds` override the horizon and seed count
+    exactly as ``celo-bench run --steps/--seeds`` do."""
+    extra = [n for n, o in registry.optimizers.items() if o.kind == "submission" and n not in suite.optimizers]
+    return expand(registry, suite, optimizers=[*suite.optimizers, *extra], steps=steps, seeds=seeds)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Stored records split by the plan.
+
+    Attributes:
+        records: One row per planned run that is stored (``Store.read()`` columns).
+        planned: Number of runs in the plan.
+        missing: optimizer -> planned runs not stored (optimizers in plan order).
+        ignored: Stored records of the suite whose keys the plan does not hold.
+        ignored_why: reason -> count, summing to ``ignored``.
+        unregistered: Stored records of the suite whose optimizer the registry does not know
+            (a submission scored by ``celo-bench submit``); left out, never pruned.
+        unreadable: One line per record file the store could not read (never scored).
+    """
+
+    records: pd.DataFrame
+    planned: int
+    missing: dict[str, int]
+    ignored: int
+    ignored_why: dict[str, int]
+    unregistered: int = 0
+    unreadable: tuple[str, ...] = ()
+
+    def notes(self, suite: str) -> list[str]:
+        """One line per fact worth telling: what was ignored and what is missing."""
+        out = [f"skipped unreadable record {line} (its run counts as missing; `celo-bench run` rewrites it)"
+               for line in self.unreadable]
+        if self.ignored:
+            why = ", ".join(f"{n} {reason}" for reason, n in self.ignored_why.items())
+            out.append(f"ignored {self.ignored} stored records not in the current plan (spec or version "
+                       f"changed: {why}); `celo-bench prune --suite {suite}` removes them")
+        if self.unregistered:
+            out.append(f"left out {self.unregistered} stored records of optimizers outside the registry "
+                       "(submissions): `celo-bench submit` scores them")
+        n_missing = sum(self.missing.values())
+        if n_missing:
+            by = ", ".join(f"{o} {n}" for o, n in self.missing.items())
+            out.append(f"{n_missing} of {self.planned} planned runs are not stored ({by}); "
+                       f"`celo-bench run --suite {suite}` runs them")
+        return out
+
+
+def _why_ignored(ignored: pd.DataFrame, suite: SuiteSpec, horizons: Mapping[str, int]) -> dict[str, int]:
+    old = ignored["suite_version"] != suite.version
+    other_t = ~old & (ignored["num_steps"] != ignored["task"].map(horizons))
+    rest = ~old & ~other_t
+    out = {"of older suite versions": int(old.sum()),
+           "at other horizons (`--steps`)": int(other_t.sum()),
+           "from edited specs, grids or an older engine": int(rest.sum())}
+    return {k: v for k, v in out.items() if v}
+
+
+def select_records(
+    results: str | os.PathLike, suite: SuiteSpec, registry: Registry, *, jobs: Sequence[Job] | None = None,
+    steps: int | None = None, seeds: int | None = None,
+) -> Selection:
+    """The stored records whose run keys the current plan of `suite` holds.
+
+    Args:
+        results: The results store folder.
+        suite: The suite; its plan is :func:`planned_jobs` unless `jobs` is given.
+        registry: Specs the plan is expanded from.
+        jobs: An already expanded plan (one grid expansion per command).
+        steps, seeds: Horizon and seed overrides of the plan (ignored when `jobs` is given).
 
     Raises:
-        CeloBenchError: the folder holds no record of this suite (version).
+        CeloBenchError: the folder holds no record of the suite's current plan (the message
+            says which horizons and versions it does hold).
     """
-    df = Store(results).read()
-    hint = f"run `celo-bench run --suite {suite.name} --results {results}` first"
-    if df.empty or not (df["suite"] == suite.name).any():
-        raise CeloBenchError(f"no results of suite '{suite.name}' in {results}: {hint}")
-    df = df[df["suite"] == suite.name]
-    notes = []
-    current = df["suite_version"] == suite.version
-    if not current.any():
-        found = ", ".join(sorted(set(df["suite_version"])))
-        raise CeloBenchError(
-            f"{results} holds suite '{suite.name}' version(s) {found}, not the current version "
-            f"{suite.version}: {hint}"
-        )
-    if (~current).any():
-        notes.append(f"{int((~current).sum())} records of older versions of suite '{suite.name}' ignored")
-    df = df[current]
-    keep = []
-    for task, g in df.groupby("task", sort=True):
-        planned = suite.steps or (registry.tasks[task].steps if task in registry.tasks else None)
-        horizons = set(g["num_steps"])
-        horizon = planned if planned in horizons else max(horizons)
-        if horizon != planned:
-            notes.append(f"task {task}: scored at the stored horizon {horizon} (suite plans {planned})")
-        if len(horizons) > 1:
-            notes.append(f"task {task}: {int((g['num_steps'] != horizon).sum())} records at other horizons ignored")
-        keep.append(g[g["num_steps"] == horizon])
-    out = pd.concat(keep).reset_index(drop=True)
-    in_grid = _in_current_grid(out, suite, registry)
-    if (~in_grid).any():
-        notes.append(f"{int((~in_grid).sum())} records at grid points no longer in the suite's grids ignored")
-    return out[in_grid].reset_index(drop=True), notes
+    jobs = list(jobs) if jobs is not None else planned_jobs(registry, suite, steps=steps, seeds=seeds)
+    runs = {r.key: r for j in jobs for r in j.runs}
+    horizons = {j.task.name: j.num_steps for j in jobs}
+    store = Store(results)
+    df = store.read()
+    unreadable = [b.line() for b in store.problems]
+    if len(df):
+        df = df.drop_duplicates("key").reset_index(drop=True)
+    in_plan = df["key"].isin(runs) if len(df) else pd.Series(dtype=bool)
+    of_suite = (df["suite"] == suite.name) if len(df) else pd.Series(dtype=bool)
+    known = df["optimizer"].isin(registry.optimizers) if len(df) else pd.Series(dtype=bool)
+    records = df[in_plan].reset_index(drop=True) if len(df) else df
+    ignored = df[of_suite & ~in_plan & known] if len(df) else df
+    unregistered = int((of_suite & ~in_plan & ~known).sum()) if len(df) else 0
+    if records.empty:
+        hint = f"run `celo-bench run --suite {suite.name} --results {results}` first"
+        if len(ignored):
+            seen = sorted({f"v{v} at {t} steps" for v, t in zip(ignored["suite_version"], ignored["num_steps"],
+                                                                   strict=True)})
+            hint = (f"its {len(ignored)} stored records are not in the current plan (v{suite.version}; they are "
+                    f"{', '.join(seen[:4])}{', ...' if len(seen) > 4 else ''}): pass the `--steps` they were run "
+                    f"with, or {hint}")
+        raise CeloBenchError(f"no records of the current plan of suite '{suite.name}' in {results}: {hint}")
+    stored = set(records["key"])
+    missing = dict.fromkeys((j.optimizer.name for j in jobs), 0)  # the suite's order
+    for r in runs.values():
+        if r.key not in stored:
+            missing[r.optimizer] += 1
+    missing = {o: n for o, n in missing.items() if n}
+    return Selection(records=records, planned=len(runs), missing=missing, ignored=len(ignored),
+                     ignored_why=_why_ignored(ignored, suite, horizons), unregistered=unregistered,
+                     unreadable=tuple(unreadable))
 
 
-def _in_current_grid(records: pd.DataFrame, suite: SuiteSpec, registry: Registry) -> pd.Series:
-    """True for records whose hyper-parameters are a point of their optimizer's current grid.
+def unrun_reasons(records: pd.DataFrame, jobs: Sequence[Job], suite: str) -> dict[str, str]:
+    """optimizer -> one-line reason and fix, for every planned optimizer with no ``ok`` run."""
+    out: dict[str, str] = {}
+    planned: dict[str, int] = {}
+    for j in jobs:
+        planned[j.optimizer.name] = planned.get(j.optimizer.name, 0) + len(j.runs)
+    for opt, n in planned.items():
+        g = records[records["optimizer"] == opt]
+        if (g["status"] == "ok").any():
+            continue
+        run = f"`celo-bench run --suite {suite} -o {opt}`"
+        if g.empty:
+            out[opt] = f"no runs stored (0 of {n} planned); fix: {run}"
+        elif (g["status"] == "failed").all():
+            msg = " ".join(str(g["message"].iloc[0] or "").split())[:160]
+            out[opt] = (f"all {len(g)} stored runs failed ({msg or 'no message'}); fix the cause, then "
+                        f"`celo-bench run --suite {suite} -o {opt} --retry-failed`")
+        else:
+            out[opt] = f"no stored run finished ok ({len(g)} of {n} stored: diverged or failed; scored 0)"
+    return out
 
-    A grid that was widened or shifted leaves its old points in the store; tuning must only
-    see the points the suite asks for. Optimizers outside the registry (submissions) and
-    untuned ones are kept as they are.
-    """
-    import json
 
-    from celo_bench.plan import grid_points
-
-    allowed: dict[str, set] = {}
-    for name, spec in registry.optimizers.items():
-        grid = suite.grids.get(name) or spec.grid
-        if grid:
-            allowed[name] = {tuple(sorted((k, float(f"{v:.6g}")) for k, v in p.items())) for p in grid_points(grid)}
-
-    def ok(row) -> bool:
-        if row["optimizer"] not in allowed:
-            return True
-        point = tuple(sorted((k, float(f"{v:.6g}")) for k, v in json.loads(row["hparams"]).items()))
-        return point in allowed[row["optimizer"]]
-
-    return records.apply(ok, axis=1).astype(bool)
+# ---- scoring --------------------------------------------------------------------------
 
 
 def score_results(
@@ -139,8 +242,11 @@ def score_results(
     seed: int = DEFAULT_SEED,
     confidence: float = 0.95,
     registry: Registry | None = None,
+    steps: int | None = None,
+    seeds: int | None = None,
+    coverage_rule: str = DEFAULT_COVERAGE_RULE,
 ) -> Results:
-    """Score every run of `suite` in the `results` folder against tuned Adam and aggregate.
+    """Score the stored runs of `suite`'s current plan against tuned Adam and aggregate.
 
     Args:
         results: The results store folder.
@@ -151,33 +257,51 @@ def score_results(
         seed: Seed of every bootstrap (same seed, same intervals).
         confidence: Interval coverage.
         registry: Spec registry (default: :func:`load_registry`).
+        steps, seeds: The plan's horizon and seed count when the grid was run with
+            ``--steps`` / ``--seeds`` (default: the suite's).
+        coverage_rule: How rows without a score on every task rank (see
+            :data:`celo_bench.aggregate.COVERAGE_RULES`).
 
     Raises:
-        CeloBenchError: no records, or none of the reference optimizer.
+        CeloBenchError: no record of the current plan, or none of the reference optimizer.
     """
     reg = registry or load_registry()
     spec = reg.suite(suite)
     config = config or ScoreConfig.for_suite(spec)
-    records, notes = load_records(Path(results), spec, reg)
-    if not (records["optimizer"] == config.reference).any():
+    jobs = planned_jobs(reg, spec, steps=steps, seeds=seeds)
+    sel = select_records(Path(results), spec, reg, jobs=jobs)
+    records, notes = sel.records, sel.notes(suite)
+    ref = config.reference
+    if not (records["optimizer"] == ref).any():
+        stale = sel.ignored and ref in reg.optimizers
+        why = (" (its stored runs, if any, are from an older spec or version: the current plan's are not "
+               "stored)") if stale else ""
         raise CeloBenchError(
-            f"no runs of the reference optimizer '{config.reference}' for suite '{suite}' in {results}: "
-            f"every score is relative to it; run `celo-bench run --suite {suite} -o {config.reference}`"
+            f"no runs of the reference optimizer '{ref}' in the current plan of suite '{suite}' in {results}"
+            f"{why}: every score is relative to it; run `celo-bench run --suite {suite} -o {ref}`"
         )
-    missing = sorted(set(records["task"]) - set(records.loc[records["optimizer"] == config.reference, "task"]))
+    missing = [t for t in spec.tasks if t not in set(records.loc[records["optimizer"] == ref, "task"])]
     if missing:
-        notes.append(f"tasks without '{config.reference}' runs cannot be scored: {', '.join(missing)}")
+        notes.append(f"tasks without stored '{ref}' runs of the current plan are unscored: {', '.join(missing)}; "
+                     f"`celo-bench run --suite {suite} -o {ref}` runs them")
     scored = score_records(records, config)
     table, poi, mats = aggregate_table(
-        scored.scores, scored.tasks, reference=config.reference, reps=reps, seed=seed, confidence=confidence
+        scored.scores, scored.tasks, reference=ref, reps=reps, seed=seed, confidence=confidence,
+        suite_tasks=spec.tasks, coverage_rule=coverage_rule,
     )
     table.insert(table.columns.get_loc("optimizer_kind") + 1, "kind_label", [
         reg.optimizers[o].kind_label if o in reg.optimizers else KIND_LABELS.get(k, k)
         for o, k in zip(table["optimizer"], table["optimizer_kind"], strict=True)
     ])
+    incomplete = table.loc[~table["complete"] & table["final_loss_iqm"].notna(), "optimizer"].tolist()
+    if incomplete:
+        notes.append(f"incomplete rows (no score on every task of the suite): {', '.join(incomplete)}; "
+                     + COVERAGE_RULES[coverage_rule])
     return Results(
         suite=suite, suite_version=spec.version, config=config, reps=reps, seed=seed,
         confidence=confidence, fingerprint=fingerprint(records), runs=scored.runs,
         scores=scored.scores, tasks=scored.tasks, aggregate=table, poi=poi, matrices=mats,
-        notes=tuple(notes),
+        notes=tuple(notes), coverage_rule=coverage_rule, suite_tasks=tuple(spec.tasks),
+        planned=sel.planned, ignored=sel.ignored, missing=sel.missing,
+        unrun=unrun_reasons(records, jobs, suite),
     )

@@ -292,6 +292,13 @@ def score_against_reference(runs: pd.DataFrame, config: ScoreConfig) -> pd.DataF
     """
     tuned = runs[runs["selected"]]
     ref = tuned[tuned["optimizer"] == config.reference].set_index(["task", "seed"])["final_loss"]
+    if ref.index.has_duplicates:  # two records for one grid point: not one plan's records
+        task, seed = ref.index[ref.index.duplicated()][0]
+        raise CeloBenchError(
+            f"more than one tuned '{config.reference}' record for task {task}, seed {seed}: the records "
+            "are not those of one plan; score through `celo_bench.results.score_results` (selects the "
+            "current plan's records by run key) or run `celo-bench prune`"
+        )
     rows = []
     for _, r in tuned.iterrows():
         key = (r["task"], r["seed"])

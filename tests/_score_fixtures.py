@@ -1,17 +1,50 @@
-"""Hand-made run records for the scoring and report tests (written with Store.write)."""
+"""Hand-made run records for the scoring and report tests (written with Store.write).
+
+Every record carries the run key the plan gives it (:func:`planned_key`): scoring selects
+records by planned key, so a record is scored exactly when :func:`registry` (or the real
+registry, through ``write(..., reg)``) plans it.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from celo_bench.plan import expand
 from celo_bench.store import Store
-from celo_bench.suite import Registry, SuiteSpec
+from celo_bench.suite import OptimizerSpec, Registry, SuiteSpec, TaskSpec
 
 EVAL_EVERY = 10
+LRS = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+def task_spec(name: str, steps: int = 100, eval_every: int = EVAL_EVERY) -> TaskSpec:
+    return TaskSpec(name=name, family="mlp", dataset="synthetic:digits", batch_size=1, steps=steps,
+                    model={"kind": "mlp"}, eval_every=eval_every)
+
+
+def optimizer_spec(name: str, kind: str = "handcrafted", lrs: Sequence[float] = LRS) -> OptimizerSpec:
+    if kind == "learned":
+        return OptimizerSpec(name=name, kind=kind, factory=name, checkpoint={"source": f"hf://fixture/{name}"})
+    return OptimizerSpec(name=name, kind=kind, factory=name, grid={"learning_rate": tuple(lrs)})
+
+
+def planned_key(rec: dict, reg: Registry | None = None) -> str:
+    """The key the plan gives `rec`'s run, from `reg`'s specs (default: the stub specs)."""
+    tname, oname, seed, T = rec["task"], rec["optimizer"], int(rec["seed"]), int(rec["num_steps"])
+    if T < 1:  # a failed record without a horizon: no plan holds it
+        return f"unplanned-{tname}-{oname}-{seed}"
+    reg = reg or Registry(tasks={}, optimizers={}, suites={})
+    tspec = reg.tasks.get(tname) or task_spec(tname, T, int(rec.get("_eval_every", EVAL_EVERY)))
+    ospec = reg.optimizers.get(oname) or optimizer_spec(oname, rec["optimizer_kind"])
+    hp = json.loads(rec["hparams"])
+    suite = SuiteSpec(name=rec["suite"], version=rec["suite_version"], tasks=(tname,), optimizers=(oname,),
+                      seeds=seed + 1, steps=T, grids={oname: {k: (v,) for k, v in hp.items()}} if hp else {})
+    small = Registry(tasks={tname: tspec}, optimizers={oname: ospec}, suites={})
+    return next(r.key for r in expand(small, suite)[0].runs if r.seed == seed)
 
 
 def record(
@@ -31,7 +64,7 @@ def record(
     inner = ",".join(f"{k}={v:g}" for k, v in sorted(hp.items()))
     train = np.interp(np.arange(T + 1), steps, curve).astype(np.float32)
     rec = {
-        "key": f"{task}-{optimizer}-{lr}-{seed}-v{version}-T{T}", "suite": suite, "suite_version": version,
+        "key": "", "suite": suite, "suite_version": version,
         "task": task, "optimizer": optimizer, "optimizer_kind": kind,
         "hparams": json.dumps(hp, sort_keys=True), "hparam_id": f"{optimizer}[{inner}]",
         "learning_rate": lr, "seed": seed, "num_steps": T, "status": status,
@@ -44,20 +77,33 @@ def record(
     if status == "failed":
         for c in ("train_loss", "eval_steps", "eval_train_loss", "eval_valid_loss", "eval_test_loss"):
             rec[c] = None
+    rec["_eval_every"] = eval_every
+    rec["key"] = planned_key(rec)
     return rec
 
 
-def write(root: Path, records: Sequence[dict]) -> Path:
-    Store(root).write_many(records)
+def write(root: Path, records: Sequence[dict], reg: Registry | None = None) -> Path:
+    """Store `records`; with `reg`, each first gets the key `reg`'s specs plan for it."""
+    store = Store(root)
+    for rec in records:
+        store.write({**rec, "key": planned_key(rec, reg) if reg is not None else rec["key"]})
     return root
 
 
-def registry(tasks: Sequence[str], optimizers: Sequence[str], steps: int, name: str = "fx",
-             version: str = "1", **kw) -> Registry:
-    """A registry holding only a suite (the scoring code needs no task or optimizer spec)."""
-    suite = SuiteSpec(name=name, version=version, tasks=tuple(tasks), optimizers=tuple(optimizers),
+def registry(tasks: Sequence[str], optimizers: Sequence[str] | Mapping[str, str | tuple], steps: int,
+             name: str = "fx", version: str = "1", lrs: Sequence[float] = LRS, **kw) -> Registry:
+    """Stub task and optimizer specs and suite `name` over them.
+
+    `optimizers`: names (hand-crafted) or name -> kind (or the ``(kind, quality)`` pairs of
+    :func:`grid_records`). Hand-crafted grids are `lrs`; learned optimizers have none.
+    """
+    kinds = {o: (k[0] if isinstance(k, tuple) else k) for o, k in optimizers.items()} \
+        if isinstance(optimizers, Mapping) else dict.fromkeys(optimizers, "handcrafted")
+    suite = SuiteSpec(name=name, version=version, tasks=tuple(tasks), optimizers=tuple(kinds),
                       steps=steps, **kw)
-    return Registry(tasks={}, optimizers={}, suites={name: suite})
+    return Registry(tasks={t: task_spec(t, steps) for t in tasks},
+                    optimizers={o: optimizer_spec(o, k, lrs) for o, k in kinds.items()},
+                    suites={name: suite})
 
 
 def decaying(n: int, start: float, end: float) -> np.ndarray:

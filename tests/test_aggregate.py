@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from celo_bench.aggregate import (
     ScoreMatrix,
+    aggregate_table,
     check_matrix,
     interval_estimates,
     metric_vector,
@@ -25,6 +26,7 @@ from celo_bench.aggregate import (
 )
 from celo_bench.errors import CeloBenchError
 from celo_bench.results import score_results
+from celo_bench.suite import load_registry
 
 TASKS3 = ("a", "b", "c")
 
@@ -144,7 +146,7 @@ def test_aggregate_table_on_fixture_grid(tmp_path):
     opts = {"adam": ("handcrafted", 1.0), "good": ("extra", 0.6), "bad": ("handcrafted", 1.4),
             "lo": ("learned", 0.8)}
     write(tmp_path, grid_records(["t1", "t2", "t3"], opts, seeds=3))
-    reg = registry(["t1", "t2", "t3"], list(opts), steps=100)
+    reg = registry(["t1", "t2", "t3"], opts, steps=100)
     res = score_results(tmp_path, "fx", registry=reg, reps=100)
     agg = res.aggregate.set_index("optimizer")
     assert list(res.aggregate["optimizer"]) == ["good", "lo", "adam", "bad"]
@@ -162,30 +164,81 @@ def test_aggregate_table_on_fixture_grid(tmp_path):
     assert len(res.tasks) == 12 and (res.tasks["edge"] == "").all()
 
 
-def test_horizon_mismatch_is_noted(tmp_path):
+def test_other_horizons_are_ignored_and_counted(tmp_path):
     reg = registry(["t"], ["adam"], steps=20)
     write(tmp_path, [record("t", "adam", 0, [4, 2, 1]), record("t", "adam", 0, [4, 2, 1, 0.5])])
     res = score_results(tmp_path, "fx", registry=reg, reps=10)
-    assert any("other horizons ignored" in n for n in res.notes)
+    assert res.ignored == 1
+    assert any(n.startswith("ignored 1 stored records not in the current plan") and "1 at other horizons" in n
+               and "`celo-bench prune --suite fx`" in n for n in res.notes)
     assert (res.runs["num_steps"] == 20).all()
+    # the plan of `--steps 30` holds the other record instead
+    res30 = score_results(tmp_path, "fx", registry=reg, reps=10, steps=30)
+    assert (res30.runs["num_steps"] == 30).all() and res30.ignored == 1
 
 
 def test_cli_score_json(tmp_path, monkeypatch):
     # records under the real smoke suite's name, so the CLI finds the suite in the registry
     opts = {"adam": ("handcrafted", 1.0), "sgd": ("handcrafted", 1.3)}
     tasks = ["smoke_digits_mlp", "smoke_digits_ae"]
-    write(tmp_path, grid_records(tasks, opts, seeds=2, n=6, suite="smoke", version="1"))
+    write(tmp_path, grid_records(tasks, opts, seeds=2, n=6, suite="smoke", version="1"), load_registry())
     from celo_bench.cli import app
 
     res = CliRunner().invoke(app, ["score", "--suite", "smoke", "--results", str(tmp_path),
                                    "--reps", "50", "--format", "json"])
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.stdout)
+    doc = json.loads(res.stdout)
+    # sgd's fixture point lr=1e-3 is not in the smoke grid: 4 records not in the plan
+    assert doc["ignored_records"] == 4 and doc["missing_runs"] == {"sgd": 4}
+    assert doc["coverage_rule"] == "rank-complete-first"
+    rows = doc["rows"]
     assert [r["optimizer"] for r in rows] == ["adam", "sgd"]
     for r in rows:
         assert {"optimizer", "final_loss_iqm", "final_loss_ci", "speedup_iqm", "speedup_ci",
                 "tasks", "runs"} <= set(r)
         assert r["final_loss_ci"][0] <= r["final_loss_iqm"] <= r["final_loss_ci"][1]
-        assert r["tasks"] == 2 and r["runs"] == 2
+        assert r["tasks"] == 2 and r["runs"] == 2 and r["coverage"] == 1.0 and r["complete"]
     text = CliRunner().invoke(app, ["score", "--suite", "smoke", "--results", str(tmp_path), "--reps", "20"])
     assert text.exit_code == 0 and "sgd" in text.output
+    assert "ignored 4 stored records not in the current plan" in text.output
+
+
+def _coverage_case() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Issue 15 case 4: A beats Adam on both tasks (1.10, 1.05); B has one task only (1.20)."""
+    cells = {"adam": {"t1": 1.0, "t2": 1.0}, "A": {"t1": 1.10, "t2": 1.05}, "B": {"t1": 1.20}}
+    scores = pd.DataFrame([
+        {"task": t, "optimizer": o, "optimizer_kind": "handcrafted", "seed": s,
+         "final_loss_score": v, "speedup_score": v}
+        for o, by_task in cells.items() for t, v in by_task.items() for s in range(3)])
+    tasks = pd.DataFrame([
+        {"task": t, "optimizer": o, "optimizer_kind": "handcrafted", "runs": 3, "diverged": 0, "failed": 0,
+         "tuned_diverged": 0, "tuned_failed": 0, "edge": ""}
+        for o, by_task in cells.items() for t in by_task])
+    return scores, tasks
+
+
+def test_partial_coverage_never_outranks_full_coverage():
+    scores, tasks = _coverage_case()
+    table, _, _ = aggregate_table(scores, tasks, reps=20, suite_tasks=["t1", "t2"])
+    assert list(table["optimizer"]) == ["A", "adam", "B"] and list(table["rank"]) == [1, 2, 3]
+    row = table.set_index("optimizer")
+    assert row.loc["B", "final_loss_iqm"] == pytest.approx(1.20)  # over its one task, shown as is
+    assert not row.loc["B", "complete"] and row.loc["A", "complete"] and row.loc["adam", "complete"]
+    assert row.loc["B", "coverage"] == 0.5 and row.loc["B", "tasks"] == 1 and row.loc["B", "tasks_total"] == 2
+    # AlgoPerf's rule: the missing task scores 0 -> IQM of (1.2 x3, 0 x3) = mean of the middle four
+    assert row.loc["B", "final_loss_iqm_zero_filled"] == pytest.approx(0.6)
+    assert row.loc["A", "final_loss_iqm_zero_filled"] == pytest.approx(row.loc["A", "final_loss_iqm"])
+    assert table["top"].iloc[0] == "A"
+
+
+def test_coverage_rule_is_a_named_setting():
+    scores, tasks = _coverage_case()
+    ignore, _, _ = aggregate_table(scores, tasks, reps=20, suite_tasks=["t1", "t2"], coverage_rule="ignore")
+    assert list(ignore["optimizer"]) == ["B", "A", "adam"]  # the old, misleading order, on request only
+    zf, _, _ = aggregate_table(scores, tasks, reps=20, suite_tasks=["t1", "t2"], coverage_rule="zero-fill")
+    assert list(zf["optimizer"]) == ["A", "adam", "B"]
+    with pytest.raises(CeloBenchError, match="coverage rule must be one of rank-complete-first"):
+        aggregate_table(scores, tasks, reps=20, coverage_rule="best")
+    # without the suite's task list, the tasks present are the suite
+    default, _, _ = aggregate_table(scores, tasks, reps=20)
+    assert list(default["tasks_total"]) == [2, 2, 2]

@@ -17,11 +17,12 @@ import pytest
 from _score_fixtures import grid_records, record, registry, write
 from typer.testing import CliRunner
 
+from celo_bench.errors import CeloBenchError
 from celo_bench.report import embed, write_report
 from celo_bench.report.figures import DPI
 from celo_bench.report.leaderboard import BEGIN, END
 from celo_bench.results import score_results
-from celo_bench.suite import OptimizerSpec
+from celo_bench.suite import OptimizerSpec, load_registry
 
 TASKS = ["task_a", "task_b", "task_c"]
 OPTS = {"adam": ("handcrafted", 1.0), "sgd": ("handcrafted", 1.4), "celo": ("learned", 0.8),
@@ -30,7 +31,7 @@ REPS = 50
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def _fixture_results(root: Path) -> Path:
+def _fixture_results(root: Path, reg) -> Path:
     recs = grid_records(TASKS, OPTS, seeds=3, n=11)
     for r in recs:  # sgd diverges at its largest learning rate
         if r["optimizer"] == "sgd" and r["learning_rate"] == 0.1:
@@ -43,7 +44,7 @@ def _fixture_results(root: Path) -> Path:
         r["optimizer"] == "celo" or (r["optimizer"] == "lion" and r["learning_rate"] == 0.01)))]
     recs.append(record("task_c", "lion", 2, [0], lr=0.01, kind="extra", status="failed", num_steps=100))
     recs.append(record("task_c", "celo", 2, [0], lr=None, kind="learned", status="failed", num_steps=100))
-    write(root, recs)
+    write(root, recs, reg)
     (root / "overhead.json").write_text(json.dumps(
         [{"optimizer": "adam", "ms_per_step": 1.0, "ratio_vs_adam": 1.0},
          {"optimizer": "celo", "ms_per_step": 3.0, "ratio_vs_adam": 3.0}]))
@@ -54,14 +55,14 @@ def _fixture_results(root: Path) -> Path:
 def report(tmp_path_factory):
     """One results folder, reported twice into two folders (for the determinism check)."""
     base = tmp_path_factory.mktemp("report")
-    results = _fixture_results(base / "results")
-    reg = registry(TASKS, list(OPTS), steps=100)
+    reg = registry(TASKS, OPTS, steps=100)
     learned = {  # one published and one made-here checkpoint: the leaderboard keeps them apart
         "celo": OptimizerSpec("celo", "learned", "celo", checkpoint={"source": "hf://amoudgl/celo"}),
         "celo_adam": OptimizerSpec("celo_adam", "learned", "celo_adam", checkpoint={
             "source": "local://celo_adam_cpu_diet", "label": "meta-trained here (cpu diet)"}),
     }
-    reg = dataclasses.replace(reg, optimizers=learned)
+    reg = dataclasses.replace(reg, optimizers={**reg.optimizers, **learned})
+    results = _fixture_results(base / "results", reg)
     outs = [write_report(suite="fx", results=results, out=base / f"out{i}", reps=REPS, registry=reg)
             for i in (1, 2)]
     res = score_results(results, "fx", registry=reg, reps=REPS)
@@ -130,7 +131,7 @@ def test_latex_tables_are_balanced_booktabs(report):
             assert len(body) == n_opt
             assert {line.split(" & ")[1] for line in body} == {o.replace("_", "\\_") for o in OPTS}
         if tex.stem.startswith("per_task"):
-            assert len(body) == len(TASKS)
+            assert len(body) == len(TASKS) + 1 and body[-1].startswith("coverage & 3/3")
 
 
 def test_leaderboard_rows_and_markers(report):
@@ -181,8 +182,10 @@ def test_per_task_tables_match_scores(report):
     md = (report["out"] / "tables" / "per_task_final_loss.md").read_text()
     header = md.splitlines()[0]
     adam_col = [c.strip() for c in header.strip("|").split("|")].index("adam")
-    for line in md.splitlines()[2:]:
+    lines = md.splitlines()[2:]
+    for line in lines[:-1]:
         assert [c.strip() for c in line.strip("|").split("|")][adam_col] == "1.000 ± 0.000"
+    assert [c.strip() for c in lines[-1].strip("|").split("|")][:2] == ["coverage", "3/3"]
 
 
 def test_ablation_and_overhead_tables(report):
@@ -215,7 +218,7 @@ def test_html_is_self_contained(report):
 def test_cli_report(tmp_path):
     opts = {"adam": ("handcrafted", 1.0), "sgd": ("handcrafted", 1.3)}
     tasks = ["smoke_digits_mlp", "smoke_digits_ae"]
-    write(tmp_path / "r", grid_records(tasks, opts, seeds=2, n=6, suite="smoke", version="1"))
+    write(tmp_path / "r", grid_records(tasks, opts, seeds=2, n=6, suite="smoke", version="1"), load_registry())
     from celo_bench.cli import app
 
     res = CliRunner().invoke(app, ["report", "--suite", "smoke", "--results", str(tmp_path / "r"),
@@ -241,3 +244,69 @@ def test_page_in_headless_chromium(report, tmp_path):
     assert dom.count('class="lb-row') == len(OPTS)
     assert len(re.findall(r'<tr class="lb-row[^"]*" data-optimizer="([^"]+)"', dom)) == len(OPTS)
     assert 'class="sortable"' in dom.split("<thead>")[1]  # the sorting script ran
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_write_leaves_the_old_report_whole(report, tmp_path, monkeypatch):
+    # issue 15 case 10: a failure (or kill) in the middle of writing never mixes two reports
+    from celo_bench.report import figures
+
+    out = tmp_path / "out"
+    shutil.copytree(report["out"], out)
+    before = _snapshot(out)
+    # what a kill between the two renames of an earlier swap leaves: the old report aside
+    # (put back by the next write) and a half-written temporary folder (removed)
+    out.rename(tmp_path / ".out.old-dead")
+    (tmp_path / ".out.tmp-dead" / "figures").mkdir(parents=True)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("injected failure while drawing a figure")
+
+    monkeypatch.setattr(figures, "lr_sensitivity", boom)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        write_report(suite="fx", results=report["results"], out=out, reps=REPS, registry=report["registry"])
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+def test_a_report_replaces_its_folder_whole_and_only_a_report(report, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(report["out"], out)
+    (out / "figures" / "stale.png").write_bytes(b"old")
+    write_report(suite="fx", results=report["results"], out=out, reps=REPS, registry=report["registry"])
+    assert not (out / "figures" / "stale.png").exists() and (out / "index.html").is_file()
+    assert {p.name for p in tmp_path.iterdir()} == {"out", ".out.lock"}
+    (out / "my-notes.txt").write_text("mine")
+    with pytest.raises(CeloBenchError, match="holds files that are not part of a report .my-notes.txt."):
+        write_report(suite="fx", results=report["results"], out=out, reps=REPS, registry=report["registry"])
+    assert (out / "my-notes.txt").read_text() == "mine"
+
+
+def test_coverage_and_not_run_in_leaderboard_and_page(tmp_path):
+    # B has a score on one task of two; velo_4000 could not run here; lion has no stored run
+    opts = {"adam": ("handcrafted", 1.0), "A": ("handcrafted", 0.9), "B": ("handcrafted", 0.7),
+            "lion": ("extra", 1.0), "velo_4000": ("learned", 1.0)}
+    tasks = ["t1", "t2"]
+    reg = registry(tasks, opts, steps=50, lrs=(1e-3, 1e-2, 1e-1), seeds=2)
+    recs = grid_records(tasks, {k: v for k, v in opts.items() if k in ("adam", "A", "B")}, seeds=2, n=6)
+    write(tmp_path / "r", [r for r in recs if not (r["optimizer"] == "B" and r["task"] == "t2")], reg)
+    why = "checkpoint not available offline: Google's 2.3M-parameter release; fix: connect once to download it"
+    out = write_report(suite="fx", results=tmp_path / "r", out=tmp_path / "o", reps=20, registry=reg,
+                       not_run={"velo_4000": why})
+    md = (out / "leaderboard.md").read_text()
+    rows = {r.split("|")[2].strip().strip("*"): r for r in md.splitlines() if re.match(r"\| \d+ \|", r)}
+    assert list(rows) == ["A", "adam", "B"]  # B beats both on its one task but is incomplete
+    assert rows["B"].rstrip(" |").endswith("1/2 incomplete") and rows["A"].rstrip(" |").endswith("2/2")
+    assert "rank after every complete row" in md and "rule `rank-complete-first`" in md
+    assert f"- `velo_4000`: {why}" in md
+    assert "- `lion`: no runs stored (0 of 12 planned); fix: `celo-bench run --suite fx -o lion`" in md
+    assert "22 of 52 planned runs are not stored (B 6, lion 12, velo_4000 4)" in md
+    page = (out / "index.html").read_text()
+    assert page.count('class="lb-row') == 3 and 'class="lb-row  incomplete" data-optimizer="B"' in page
+    assert "<li><code>velo_4000</code>: " in page.split('id="not-run"')[1]
+    agg = pd.read_csv(out / "tables" / "aggregate.csv").set_index("optimizer")
+    assert agg.loc["B", "coverage"] == 0.5 and not agg.loc["B", "complete"]
+    assert agg.loc["B", "final_loss_iqm_zero_filled"] < agg.loc["B", "final_loss_iqm"]

@@ -276,15 +276,26 @@ def test_adding_an_optimizer_changes_no_other_score(tmp_path):
 
 def test_score_results_errors_and_notes(tmp_path):
     reg = registry(["t"], ["adam", "o"], steps=20)
-    with pytest.raises(CeloBenchError, match="no results of suite 'fx'"):
+    with pytest.raises(CeloBenchError, match="no records of the current plan of suite 'fx'"):
         score_results(tmp_path, "fx", registry=reg)
     write(tmp_path, [record("t", "o", 0, [4, 2, 1])])
     with pytest.raises(CeloBenchError, match="reference optimizer 'adam'"):
         score_results(tmp_path, "fx", registry=reg)
     write(tmp_path, [record("t", "adam", 0, [4, 2, 1]), record("t", "adam", 0, [4, 2], version="0")])
     res = score_results(tmp_path, "fx", registry=reg, reps=20)
-    assert any("older versions" in n for n in res.notes)
+    assert res.ignored == 1
+    assert any("ignored 1 stored records not in the current plan" in n and "1 of older suite versions" in n
+               for n in res.notes)
     new = registry(["t"], ["adam"], steps=20, version="2")
-    with pytest.raises(CeloBenchError, match="not the current version 2"):
+    with pytest.raises(CeloBenchError, match=r"not in the current plan \(v2; they are v0 at 10 steps, v1 at 20"):
         score_results(tmp_path, "fx", registry=new)
     assert json.loads(res.runs["hparams"].iloc[0]) == {"learning_rate": 0.001}
+
+
+def test_duplicate_reference_records_are_a_clear_error(tmp_path):
+    # two records of one tuned grid point (not one plan's records) fed to the scorer directly
+    a = record("t", "adam", 0, [4, 2, 1])
+    b = {**record("t", "adam", 0, [4, 2, 0.5]), "key": "other"}
+    write(tmp_path, [a, b])
+    with pytest.raises(CeloBenchError, match="more than one tuned 'adam' record for task t, seed 0"):
+        score_records(Store(tmp_path).read(), ScoreConfig())

@@ -11,7 +11,9 @@ import typer
 
 from celo_bench.aggregate import DEFAULT_REPS, DEFAULT_SEED
 from celo_bench.cli._common import FormatOpt, ResultsOpt, SuiteOpt, console, emit_json, results_path
+from celo_bench.cli._plan_options import CoverageRuleOpt, PlanSeedsOpt, PlanStepsOpt
 from celo_bench.errors import CeloBenchError
+from celo_bench.report import embed, write_report
 
 
 def report_command(
@@ -23,15 +25,16 @@ def report_command(
     embed_into: Path = typer.Option(
         None, "--embed", help="Also replace the leaderboard block in this file (e.g. README.md)."
     ),
+    coverage_rule: str = CoverageRuleOpt,
+    steps: int = PlanStepsOpt,
+    seeds: int = PlanSeedsOpt,
     fmt=FormatOpt,
 ) -> None:
     """Write leaderboard.md, index.html, figures (PNG/PDF) and tables (CSV/MD/TeX) to --out."""
-    from celo_bench.report import embed, write_report
-
     t0 = time.perf_counter()
     command = "celo-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     folder = write_report(suite=suite, results=results_path(results), out=out, reps=reps, seed=seed,
-                          command=command)
+                          command=command, steps=steps, seeds=seeds, coverage_rule=coverage_rule)
     embedded = None
     if embed_into is not None:
         if not embed(Path(folder / "leaderboard.md").read_text(encoding="utf-8"), embed_into):

@@ -12,17 +12,34 @@
 
 Everything but README.md is a pure function of the results: regenerating from the same
 results gives byte-identical files (same library versions).
+
+A report is swapped in whole: every file is written into a temporary folder beside `out`
+(``.<name>.tmp-*``), which then replaces `out` by two renames (the old report moves to
+``.<name>.old-*`` and is deleted after the new one is in place). A failure while writing
+leaves the old report untouched and no temporary folder; a kill leaves the old report or
+the new one (a kill between the two renames leaves the old one aside, and the next write
+puts it back before it starts). Writers of one `out` take turns through a lock file
+``.<name>.lock`` beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import os
+import secrets
 import shlex
+import shutil
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from celo_bench import aggregate as agg
+from celo_bench.aggregate import DEFAULT_COVERAGE_RULE
+from celo_bench.errors import CeloBenchError
 from celo_bench.report import figures as F
 from celo_bench.report import html, tables
 from celo_bench.report.leaderboard import embed, leaderboard_markdown
@@ -32,15 +49,9 @@ from celo_bench.suite import Registry, load_registry
 
 __all__ = ["write_report", "write_scored_report", "render_report", "embed", "leaderboard_markdown"]
 
-GENERATED = ("*.png", "*.pdf", "*.csv", "*.md", "*.tex")
-
-
-def _clean(folder: Path) -> None:
-    """Remove files an earlier report wrote here (so a table that no longer applies goes)."""
-    if folder.is_dir():
-        for pattern in GENERATED:
-            for p in folder.glob(pattern):
-                p.unlink()
+MARKER = ".celo-bench-report"
+"""An empty file that marks a folder as a report (so replacing it whole is safe)."""
+REPORT_ENTRIES = frozenset({"leaderboard.md", "index.html", "README.md", "figures", "tables", MARKER})
 
 
 def _taus(matrices: dict, crit: str) -> np.ndarray:
@@ -56,7 +67,6 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
     out = Path(out)
     figdir, tabdir, taskdir = out / "figures", out / "tables", out / "figures" / "tasks"
     for d in (figdir, tabdir, taskdir):
-        _clean(d)
         d.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for table in tables.all_tables(res, results_dir):
@@ -132,29 +142,109 @@ def write_report(
     *, suite: str, results: Path, out: Path, reps: int = agg.DEFAULT_REPS,
     seed: int = agg.DEFAULT_SEED, config: ScoreConfig | None = None,
     registry: Registry | None = None, command: str | None = None, highlight: str | None = None,
+    not_run: Mapping[str, str] | None = None, steps: int | None = None, seeds: int | None = None,
+    coverage_rule: str = DEFAULT_COVERAGE_RULE,
 ) -> Path:
     """Score `results` for `suite` and write the full report into `out`; returns `out`.
 
+    Args:
+        suite, results, out: Suite name, results store folder, report folder (replaced whole).
+        reps, seed, config: Bootstrap repetitions and seed, scoring settings.
+        registry: Spec registry (default: :func:`load_registry`).
+        command: The command line the README names (default: the ``celo-bench report`` one).
+        highlight: An optimizer whose row is marked (``celo-bench submit``).
+        not_run: optimizer -> one-line reason it did not run, with its fix (e.g. from the
+            runner's availability checks); listed in ``leaderboard.md`` and ``index.html``
+            with every other planned optimizer that has no run that finished ok.
+        steps, seeds: The plan's horizon and seed count (``run --steps/--seeds``).
+        coverage_rule: See :data:`celo_bench.aggregate.COVERAGE_RULES`.
+
     Raises:
-        CeloBenchError: no results of the suite, or no reference (Adam) runs.
+        CeloBenchError: no record of the current plan, no reference (Adam) runs, `out` is
+            not a report folder, or it cannot be written.
     """
     reg = registry or load_registry()
     results, out = Path(results), Path(out)
-    res = score_results(results, suite, config=config, reps=reps, seed=seed, registry=reg)
+    res = score_results(results, suite, config=config, reps=reps, seed=seed, registry=reg, steps=steps,
+                        seeds=seeds, coverage_rule=coverage_rule)
     return write_scored_report(res, suite=suite, results=results, out=out, registry=reg,
-                               command=command, highlight=highlight)
+                               command=command, highlight=highlight, not_run=not_run)
+
+
+def with_not_run(res: Results, not_run: Mapping[str, str] | None) -> Results:
+    """`res` with `not_run`'s reasons added for optimizers without a ranked run (a reason
+    given by the caller replaces the one read from the store)."""
+    if not not_run:
+        return res
+    ranked = set(res.aggregate.loc[res.aggregate["rank"].notna(), "optimizer"])
+    extra = {o: why for o, why in not_run.items() if o in res.unrun or o not in ranked}
+    return dataclasses.replace(res, unrun={**res.unrun, **extra})
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise CeloBenchError(f"--out {out} is a file, not a report folder: choose another --out")
+    if out.is_dir():
+        alien = sorted(p.name for p in out.iterdir() if p.name not in REPORT_ENTRIES)
+        if alien:
+            raise CeloBenchError(
+                f"--out {out} holds files that are not part of a report ({', '.join(alien[:3])}"
+                f"{', ...' if len(alien) > 3 else ''}) and a report replaces its folder whole: choose a new "
+                "or empty folder"
+            )
+
+
+def _recover(out: Path) -> None:
+    """Undo what a killed swap left: put an old report back if `out` is gone, drop leftovers."""
+    olds = sorted(out.parent.glob(f".{out.name}.old-*"))
+    if not out.exists() and olds:
+        os.replace(olds.pop(), out)
+    for p in [*olds, *out.parent.glob(f".{out.name}.tmp-*")]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Replace `out` by `tmp` (two renames in one folder; see the module docstring)."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{secrets.token_hex(6)}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
 
 
 def write_scored_report(
     res: Results, *, suite: str, results: Path, out: Path, registry: Registry,
-    command: str | None = None, highlight: str | None = None,
+    command: str | None = None, highlight: str | None = None, not_run: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write the report of already-scored results (callers that scored need not score again)."""
+    """Write the report of already-scored results (callers that scored need not score again).
+
+    Raises:
+        CeloBenchError: `out` is not a report folder, or it cannot be written.
+    """
     results, out = Path(results), Path(out)
-    written = render_report(res, out, results_dir=results, registry=registry, highlight=highlight)
+    res = with_not_run(res, not_run)
     command = command or "celo-bench report " + shlex.join(
         ["--suite", suite, "--results", str(results), "--out", str(out)]
         + (["--reps", str(res.reps)] if res.reps != agg.DEFAULT_REPS else [])
     )
-    (out / "README.md").write_text(_readme(res, results, written, out, command), encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(out.parent / f".{out.name}.lock"):
+            _recover(out)
+            _check_out(out)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            try:
+                tmp.chmod(0o755)
+                written = render_report(res, tmp, results_dir=results, registry=registry, highlight=highlight)
+                (tmp / MARKER).write_text("", encoding="utf-8")
+                (tmp / "README.md").write_text(_readme(res, results, written, tmp, command), encoding="utf-8")
+                _swap(tmp, out)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except OSError as e:
+        raise CeloBenchError(f"cannot write the report to {out}: {e.strerror or e}; the old report, if any, is "
+                             "unchanged: choose a writable --out") from e
     return out

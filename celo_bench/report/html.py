@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from celo_bench.report.leaderboard import _notes
+from celo_bench.report.leaderboard import _notes, coverage_line, not_run_lines
 from celo_bench.report.tables import num, pm, with_ci
-from celo_bench.results import Results
+from celo_bench.results import Results, coverage_text
 from celo_bench.suite import Registry
 
 CSS = """
@@ -29,7 +29,7 @@ th{white-space:normal;vertical-align:bottom}
 th:nth-child(-n+3),td:nth-child(-n+3){text-align:left}
 th.sortable{cursor:pointer;user-select:none;background:#f4f4f4}
 th.sortable:after{content:" \\2195";color:#999}
-tr.reference td{font-weight:600}tr.highlight td{background:#fbeeee}
+tr.reference td{font-weight:600}tr.highlight td{background:#fbeeee}tr.incomplete td{color:#777}
 img{max-width:100%;height:auto;border:1px solid #eee}
 details{margin:.4rem 0}summary{cursor:pointer;font-weight:600}
 .meta,.notes{color:#555;font-size:.85rem}.scroll{overflow-x:auto}code{background:#f4f4f4;padding:0 .2rem}
@@ -74,16 +74,18 @@ def _code(text: str) -> str:
 
 def leaderboard_table(res: Results) -> str:
     ref = res.config.reference
-    head = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "speedup IQM [95% CI]",
-            "FL mean", "FL opt. gap", "SU mean", "SU opt. gap", f"P(better than {ref})",
-            "diverged", "failed", "tasks"]
+    head = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "FL IQM, missing tasks = 0",
+            "speedup IQM [95% CI]", "FL mean", "FL opt. gap", "SU mean", "SU opt. gap",
+            f"P(better than {ref})", "diverged", "failed", "coverage"]
     rows = []
     for r in res.aggregate.itertuples(index=False):
         cls = "reference" if r.optimizer == ref else ("highlight" if r.optimizer == "celo" else "")
+        cls += "" if r.complete else " incomplete"
         cells = [
             _td(str(r.rank) if pd.notna(r.rank) else "-", r.rank if pd.notna(r.rank) else 1e9),
             _td(r.optimizer), _td(r.kind_label),
             _td(with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high), r.final_loss_iqm),
+            _td(num(r.final_loss_iqm_zero_filled), r.final_loss_iqm_zero_filled),
             _td(with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high), r.speedup_iqm),
             _td(num(r.final_loss_mean), r.final_loss_mean),
             _td(num(r.final_loss_optimality_gap), r.final_loss_optimality_gap),
@@ -92,7 +94,7 @@ def leaderboard_table(res: Results) -> str:
             _td(with_ci(r.poi_vs_reference, r.poi_vs_reference_low, r.poi_vs_reference_high, 2),
                 r.poi_vs_reference),
             _td(str(r.diverged), r.diverged), _td(str(r.failed), r.failed),
-            _td(f"{r.tasks}/{r.tasks_total}", r.tasks),
+            _td(coverage_text(r.tasks, r.tasks_total), r.coverage),
         ]
         rows.append(f'<tr class="lb-row {cls}" data-optimizer="{escape(r.optimizer)}">' + "".join(cells) + "</tr>")
     return ('<div class="scroll"><table class="sortable" id="leaderboard"><thead><tr>'
@@ -129,6 +131,10 @@ def render(res: Results, registry: Registry, figures: dict[str, Path], task_pngs
     figs = "\n".join(f'<figure><img alt="{escape(cap)}" src="{data_uri(p)}"><figcaption>{escape(cap)}'
                      "</figcaption></figure>" for cap, p in figures.items())
     notes = "".join(f"<li>{_code(escape(n))}</li>" for n in _notes(res, registry))
+    unrun = not_run_lines(res)
+    not_run = ("" if not unrun else
+               f'<h2 id="not-run">Not run or without a finished run ({len(unrun)})</h2>\n<ul class="not-run">'
+               + "".join(f"<li>{_code(escape(n))}</li>" for n in unrun) + "</ul>")
     tasks = "\n".join(task_section(res, t, task_pngs.get(t)) for t in sorted(set(res.tasks["task"])))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -141,9 +147,10 @@ def render(res: Results, registry: Registry, figures: dict[str, Path], task_pngs
 speedup <code>T / t_hit</code> (&gt; 1 is better), aggregated with the interquartile mean over tasks &times; seeds,
 95% stratified-bootstrap intervals ({res.reps} repetitions, seed {res.seed}). Series <code>{escape(c.series)}</code>,
 EMA &alpha;={c.ema_alpha:g}, tuning <code>{escape(c.selection)}</code>, diverged runs <code>{escape(c.diverged)}</code>.
-Click a column header to sort.</p>
+{_code(escape(coverage_line(res)))} Click a column header to sort.</p>
 {leaderboard_table(res)}
 <ul class="notes">{notes}</ul>
+{not_run}
 <h2>Figures</h2>
 {figs}
 <h2>Per task</h2>

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from celo_bench.aggregate import probability_of_improvement
-from celo_bench.results import Results
+from celo_bench.results import Results, coverage_text
 
 
 def num(x: float | None, digits: int = 3) -> str:
@@ -95,26 +95,30 @@ def tex(s: str) -> str:
 
 
 def aggregate(res: Results) -> Table:
-    """One row per optimizer, in leaderboard order: IQM with CIs and the other aggregates."""
+    """One row per optimizer, in leaderboard order: IQM with CIs, the other aggregates and
+    the coverage (a row short of full coverage is marked incomplete; its IQM with missing
+    tasks scored 0 is beside)."""
     a = res.aggregate
-    cols = ["rank", "optimizer", "optimizer_kind", "kind_label", "tasks", "runs"] + [
+    cols = ["rank", "optimizer", "optimizer_kind", "kind_label", "tasks", "tasks_total", "coverage",
+            "complete", "runs"] + [
         c for c in a.columns if c.startswith(("final_loss_", "speedup_", "poi_vs_"))
     ] + ["diverged", "failed", "tuned_diverged", "tuned_failed", "edges"]
     ref = res.config.reference
     rows = [[
         num(r.rank, 0) if pd.notna(r.rank) else "-", r.optimizer, r.kind_label,
         with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
+        num(r.final_loss_iqm_zero_filled),
         with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
         num(r.final_loss_median), num(r.final_loss_mean), num(r.final_loss_optimality_gap),
         num(r.speedup_median), num(r.speedup_mean), num(r.speedup_optimality_gap),
-        num(r.poi_vs_reference, 2), f"{r.tasks}/{r.tasks_total}",
+        num(r.poi_vs_reference, 2), coverage_text(r.tasks, r.tasks_total),
     ] for r in a.itertuples(index=False)]
-    columns = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "speedup IQM [95% CI]",
-               "FL median", "FL mean", "FL opt. gap", "SU median", "SU mean", "SU opt. gap",
-               f"P(FL > {ref})", "tasks"]
+    columns = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "FL IQM, missing = 0",
+               "speedup IQM [95% CI]", "FL median", "FL mean", "FL opt. gap", "SU median", "SU mean",
+               "SU opt. gap", f"P(FL > {ref})", "coverage"]
     return Table("aggregate", f"Scores relative to tuned {ref}, aggregated over tasks and seeds "
-                 f"(IQM with 95% stratified-bootstrap CIs, {res.reps} repetitions).",
-                 columns, rows, a[cols], align="rllrrrrrrrrrr")
+                 f"(IQM with 95% stratified-bootstrap CIs, {res.reps} repetitions; coverage rule "
+                 f"{res.coverage_rule}).", columns, rows, a[cols], align="rllrrrrrrrrrrr")
 
 
 def per_task(res: Results, criterion: str) -> Table:
@@ -134,12 +138,18 @@ def per_task(res: Results, criterion: str) -> Table:
             else:
                 row.append("-")
         rows.append(row)
+    covered = res.aggregate.set_index("optimizer")
+    rows.append(["coverage"] + [coverage_text(int(covered.loc[o, "tasks"]), int(covered.loc[o, "tasks_total"]))
+                                for o in order])
     data = t[["task", "optimizer", "optimizer_kind", "hparam_id", "edge", "seeds",
               f"{col}_mean", f"{col}_std", "runs", "diverged", "failed"]].rename(
         columns={f"{col}_mean": "mean", f"{col}_std": "std"})
+    data = data.assign(scored=t["scored"].to_numpy(),
+                       coverage=t["optimizer"].map(covered["coverage"]).to_numpy())
     label = {"final_loss": "Final-loss score", "speedup": "Speedup score"}[criterion]
     return Table(f"per_task_{criterion}", f"{label} per task relative to tuned {res.config.reference} "
-                 "(mean ± standard deviation over seeds).", ["task"] + order, rows, data)
+                 "(mean ± standard deviation over seeds); last row: tasks scored / tasks in the suite.",
+                 ["task"] + order, rows, data)
 
 
 def overhead(results_dir: Path) -> Table | None:
@@ -175,10 +185,10 @@ def ablation(res: Results, a: str = "celo", b: str = "celo_adam") -> Table | Non
         rows.append([name, with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
                      with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
                      num(r.final_loss_optimality_gap), num(r.speedup_optimality_gap),
-                     f"{int(r.tasks)}/{int(r.tasks_total)}"])
+                     coverage_text(int(r.tasks), int(r.tasks_total))])
         data.append({"optimizer": name} | {k: r[k] for k in ("final_loss_iqm", "final_loss_iqm_low",
                      "final_loss_iqm_high", "speedup_iqm", "speedup_iqm_low", "speedup_iqm_high",
-                     "final_loss_optimality_gap", "speedup_optimality_gap")})
+                     "final_loss_optimality_gap", "speedup_optimality_gap", "coverage")})
     for crit in ("final_loss", "speedup"):
         ma, mb = res.matrices[crit].get(a), res.matrices[crit].get(b)
         if ma is not None and mb is not None:
@@ -188,7 +198,7 @@ def ablation(res: Results, a: str = "celo", b: str = "celo_adam") -> Table | Non
             rows.append([f"P({a} > {b}), {crit.replace('_', ' ')}", with_ci(p, lo, hi, 2), "", "", "", ""])
     return Table("ablation_celo_adam", f"Ablation: {a} against {b} (learned scheduler with the Adam "
                  "update rule).", ["optimizer", "final loss IQM [95% CI]", "speedup IQM [95% CI]",
-                                   "FL opt. gap", "SU opt. gap", "tasks"], rows, pd.DataFrame(data))
+                                   "FL opt. gap", "SU opt. gap", "coverage"], rows, pd.DataFrame(data))
 
 
 def all_tables(res: Results, results_dir: Path) -> list[Table]:

@@ -1,0 +1,119 @@
+"""Move stored records that no current plan holds out of a results store.
+
+A record's key hashes everything that changes its numbers, so after a spec edit, a grid
+change, a new suite version or a new engine version the old records stay in the store
+under keys no plan asks for. Scoring already ignores them (:mod:`celo_bench.results`);
+pruning moves them to ``<results>/.pruned/<UTC timestamp>/<task>/<optimizer>/`` (never
+deleted: move them back to restore them). Records of optimizers the registry does not
+know (submissions) and of derived grids (suite labels with a ``@``, such as
+``smoke@synthetic``) are never pruned.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from celo_bench.errors import CeloBenchError
+from celo_bench.results import planned_jobs
+from celo_bench.store import Store
+from celo_bench.suite import Registry, load_registry
+
+PRUNED_DIR = ".pruned"
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a prune moved (or, with ``dry_run``, would move).
+
+    Attributes:
+        pruned: One row per record not planned: ``task, optimizer, suite, suite_version,
+            num_steps, key``.
+        kept: Records some current plan holds.
+        unregistered: Records of optimizers outside the registry (kept).
+        destination: The folder the records were moved to (None on a dry run or when
+            nothing was pruned).
+        dry_run: Nothing was moved.
+    """
+
+    pruned: pd.DataFrame
+    kept: int
+    unregistered: int
+    destination: Path | None
+    dry_run: bool
+    suites: tuple[str, ...] = field(default_factory=tuple)
+
+    def counts(self) -> pd.DataFrame:
+        """Pruned records per (task, optimizer): columns ``task, optimizer, records``."""
+        if self.pruned.empty:
+            return pd.DataFrame(columns=["task", "optimizer", "records"])
+        return (self.pruned.groupby(["task", "optimizer"], sort=True).size()
+                .rename("records").reset_index())
+
+
+def planned_keys(registry: Registry, suites: Sequence[str] | None = None) -> set[str]:
+    """Run keys of the default plans of `suites` (default: every suite of the registry)."""
+    names = list(suites) if suites else list(registry.suites)
+    return {r.key for n in names for j in planned_jobs(registry, registry.suite(n)) for r in j.runs}
+
+
+def prune(
+    results: str | os.PathLike, *, suites: Sequence[str] | None = None, registry: Registry | None = None,
+    dry_run: bool = False, now: _dt.datetime | None = None,
+) -> PruneResult:
+    """Move aside the stored records that no current suite plans.
+
+    A record is kept when the default plan of ANY current suite holds its key. With
+    `suites`, only records labelled with one of those suites are candidates (records of
+    other suites are left alone); without, every record in the store is.
+
+    Args:
+        results: The results store folder.
+        suites: Limit pruning to records of these suites.
+        registry: Spec registry (default: :func:`load_registry`).
+        dry_run: Only report what would move.
+        now: Timestamp of the destination folder (default: the current UTC time).
+
+    Raises:
+        CeloBenchError: `results` is not a folder, or a record cannot be moved (the records
+            moved so far stay moved; a re-run continues).
+    """
+    root = Path(results)
+    if not root.is_dir():
+        raise CeloBenchError(f"{root} is not a results folder: pass --results DIR")
+    reg = registry or load_registry()
+    for name in suites or ():
+        reg.suite(name)  # unknown names raise with a suggestion
+    keep = planned_keys(reg)
+    store = Store(root)
+    df = store.read(curves=False)
+    cols = ["task", "optimizer", "suite", "suite_version", "num_steps", "key"]
+    if df.empty:
+        return PruneResult(pd.DataFrame(columns=cols), 0, 0, None, dry_run, tuple(suites or ()))
+    df = df.drop_duplicates("key")
+    # derived grids (``<suite>@synthetic``) have their own plans: never candidates
+    cand = df["suite"].isin(suites) if suites else ~df["suite"].str.contains("@", regex=False)
+    known = df["optimizer"].isin(reg.optimizers)
+    drop = cand & known & ~df["key"].isin(keep)
+    pruned = df.loc[drop, cols].sort_values(["task", "optimizer", "key"]).reset_index(drop=True)
+    dest = None
+    if len(pruned) and not dry_run:
+        stamp = (now or _dt.datetime.now(_dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+        dest = root / PRUNED_DIR / stamp
+        for r in pruned.itertuples(index=False):
+            src = store.path(r.task, r.optimizer, r.key)
+            target = dest / r.task / r.optimizer / src.name
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, target)
+            except OSError as e:
+                raise CeloBenchError(f"cannot move {src} to {target}: {e.strerror or e}; fix the folder's "
+                                     "permissions and re-run `celo-bench prune`") from e
+    return PruneResult(pruned=pruned, kept=int((~drop & known).sum()),
+                       unregistered=int((~known).sum()), destination=dest, dry_run=dry_run,
+                       suites=tuple(suites or ()))
