@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class RunConfig:
     retry_failed: bool = False
     engine: EngineSettings = field(default_factory=EngineSettings)
     registry: Registry | None = None
+    provenance: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # optimizer -> added to its records (submissions)
 
     def get_registry(self) -> Registry:
         return self.registry or load_registry()
@@ -57,6 +58,8 @@ def run(config: RunConfig, on_job: Callable | None = None, on_plan: Callable | N
     _check_engine_settings(config.engine)
     executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
     _, todo, skipped = plan_grid(config)
+    todo = [replace(j, provenance={**j.provenance, **config.provenance[j.optimizer.name]})
+            if j.optimizer.name in config.provenance else j for j in todo]
     _require_data(todo)
     todo, unavailable = split_unavailable(todo)
     if on_plan:
