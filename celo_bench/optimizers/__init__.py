@@ -73,11 +73,17 @@ def build(
 ) -> optax.GradientTransformationExtraArgs:
     """Build optimizer `name` (a spec in ``baselines/``) for a run of `num_steps` steps.
 
-    Example::
+    Example (run as a doctest by ``tests/test_doctests.py``)::
 
-        opt = build("adam", num_steps=1000, learning_rate=1e-3)
-        state = opt.init(params)
-        updates, state = opt.update(grads, state, params, loss=loss)
+        >>> import jax.numpy as jnp
+        >>> from celo_bench.optimizers import build
+        >>> opt = build("adam", num_steps=1000, learning_rate=1e-3)
+        >>> params = {"w": jnp.ones(3)}
+        >>> state = opt.init(params)
+        >>> grads = {"w": jnp.array([1.0, -2.0, 0.5])}
+        >>> updates, state = opt.update(grads, state, params, loss=jnp.float32(1.0))
+        >>> [round(float(u), 6) for u in updates["w"]]  # Adam's first step: -lr * sign(g)
+        [-0.001, 0.001, -0.001]
     """
     spec = load_registry().optimizer(name)
     _check_hparams(spec, {**spec.defaults, **hparams})
