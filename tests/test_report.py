@@ -310,3 +310,13 @@ def test_coverage_and_not_run_in_leaderboard_and_page(tmp_path):
     agg = pd.read_csv(out / "tables" / "aggregate.csv").set_index("optimizer")
     assert agg.loc["B", "coverage"] == 0.5 and not agg.loc["B", "complete"]
     assert agg.loc["B", "final_loss_iqm_zero_filled"] < agg.loc["B", "final_loss_iqm"]
+
+
+def test_not_run_reasons_never_contradict_a_ranked_row(report):
+    from celo_bench.report import with_not_run
+
+    res = report["res"]
+    assert res.unrun == {}  # every optimizer of the fixture has runs that finished ok
+    merged = with_not_run(res, {"celo": "checkpoint missing here; fix: ...", "velo_4000": "not offline; fix: ..."})
+    assert merged.unrun == {"velo_4000": "not offline; fix: ..."}  # celo has ranked results
+    assert with_not_run(res, None) is res

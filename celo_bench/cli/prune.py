@@ -42,7 +42,8 @@ def prune_command(
     verb = "would move" if res.dry_run else "moved"
     where = f" to {res.destination}" if res.destination else ""
     console.print(f"{verb} {len(res.pruned)} records not in any current plan{where}; kept {res.kept}"
-                  + (f" (and {res.unregistered} of optimizers outside the registry)" if res.unregistered else ""))
+                  + (f" (and {res.unregistered} of optimizers outside the registry)" if res.unregistered else ""),
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -107,9 +107,9 @@ def score_command(
         )
     out.print(table)
     for note in res.notes:
-        console.print(f"[yellow]note[/]: {escape(note)}")
+        console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     for name, why in res.unrun.items():
-        console.print(f"[yellow]no result[/] {name}: {escape(why)}")
+        console.print(f"[yellow]no result[/] {name}: {escape(why)}", soft_wrap=True)
     edges = res.tasks[res.tasks["edge"] != ""]
     if len(edges):
         console.print(f"[yellow]{len(edges)} tuned points at a grid edge[/] (widen the grid): "
