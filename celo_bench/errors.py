@@ -38,3 +38,7 @@ class DataMissingError(CeloBenchError):
 
 class CheckpointError(CeloBenchError):
     """A checkpoint cannot be found, fetched, verified or matched to its architecture."""
+
+
+class HyperparameterError(CeloBenchError, ValueError):
+    """An optimizer argument outside its domain; names the argument and its valid range."""

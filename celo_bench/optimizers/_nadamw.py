@@ -1,7 +1,7 @@
 """The reference NAdamW (learned_optimization ``optimizers/nadamw.py``) as an optax transform.
 
 Hand-written on purpose: ``optax.nadamw`` is a different algorithm in three details that
-change the numbers (see ``learned-optimizers.md`` §10), so it cannot reproduce the paper's
+change the numbers, so it cannot reproduce the paper's
 NAdamW baseline:
 
 * the reference adds ``eps`` to ``sqrt(v)`` (not to the bias-corrected ``sqrt(v_hat)``) and

@@ -5,16 +5,21 @@ optimizers and ``factory(meta_params, **hyper_parameters, num_steps=T)`` for lea
 and returns an ``optax.GradientTransformationExtraArgs``. Hyper-parameters may be traced
 arrays: factories must not branch on their values in Python, so the engine can vmap over
 a learning-rate grid without recompiling.
+
+Each factory declares the valid range of its arguments with
+:func:`celo_bench.optimizers._domain.domain`; :attr:`FactoryEntry.domain` exposes it so
+that conformance checks can see which arguments are covered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import optax
 
 from celo_bench.errors import UnknownNameError
+from celo_bench.optimizers._domain import Rule, rules_of
 
 Factory = Callable[..., optax.GradientTransformation]
 
@@ -27,6 +32,11 @@ class FactoryEntry:
     fn: Factory
     learned: bool = False
     init_meta_params: Callable | None = None  # key -> meta-parameter tree (learned only)
+
+    @property
+    def domain(self) -> Mapping[str, Rule]:
+        """Argument name -> valid range, as the factory declares it (empty if undeclared)."""
+        return rules_of(self.fn)
 
 
 FACTORIES: dict[str, FactoryEntry] = {}

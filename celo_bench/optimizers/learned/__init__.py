@@ -1,4 +1,4 @@
-"""Learned optimizers (learned-optimizers.md): one module per architecture.
+"""Learned optimizers: one module per architecture, each citing its paper.
 
 Importing this package registers every factory with
 :func:`celo_bench.optimizers._registry.register` (``learned=True``), together with an

@@ -1,4 +1,4 @@
-"""Building blocks shared by the learned optimizers (spec §1 of learned-optimizers.md).
+"""Building blocks shared by the learned optimizers (Celo, VeLO and Metz et al.'s designs).
 
 Everything here is plain JAX on explicit parameter pytrees (no haiku): meta-parameters
 are nested dicts whose key paths match the published ``theta.state`` files, so a
@@ -62,7 +62,7 @@ def lstm_step(params: dict, x: jax.Array, state: LSTMState) -> tuple[jax.Array, 
 
 
 def mixed_lstm(rnn: dict, x: jax.Array, state: LSTMState) -> tuple[jax.Array, LSTMState]:
-    """Celo/VeLO's mixing layers then the LSTM (spec §1.4), over a ``(n_tensors, F)`` stack.
+    """Celo/VeLO's mixing layers then the LSTM, over a ``(n_tensors, F)`` stack.
 
     Quirk kept on purpose: the first mixing layer ``rnn["linear"]`` is created by the
     reference but its output is overwritten (a VeLO bug); its weights exist in every
@@ -90,7 +90,7 @@ def mixed_lstm_init(key: jax.Array, n_in: int, hidden: int) -> dict:
 
 # --------------------------------------------------------------------------- normaliser etc.
 def second_moment_normalize(x: jax.Array, axis) -> jax.Array:
-    """``N(x) = x * rsqrt(1e-5 + mean(x^2))`` over the tensor axes `axis` (spec §1.2)."""
+    """``N(x) = x * rsqrt(1e-5 + mean(x^2))`` over the tensor axes `axis`."""
     return x * jax.lax.rsqrt(1e-5 + jnp.mean(jnp.square(x), axis=axis, keepdims=True))
 
 
@@ -115,7 +115,7 @@ def factored_dims(shape: Sequence[int]) -> tuple[int, int] | None:
 def as_decays(decays: Sequence[float] | jax.Array, ndim: int) -> jax.Array:
     """Float32 decays shaped ``(K, 1, ..., 1)`` to broadcast over a leading decay axis.
 
-    Note (spec §1.1): ``1 - beta`` must be computed in float32 from the rounded beta,
+    Note: ``1 - beta`` must be computed in float32 from the rounded beta,
     which is what happens when callers write ``1 - as_decays(...)``.
     """
     d = jnp.asarray(decays, F32)
@@ -153,7 +153,7 @@ def factored_init(p: jax.Array, k: int) -> Factored:
 
 
 def factored_update(acc: Factored, g: jax.Array, beta: jax.Array):
-    """One step of ``factored_rolling`` (spec §1.1), eps 1e-30, beta clipped to [0, 1].
+    """One step of ``factored_rolling``, eps 1e-30, beta clipped to [0, 1].
 
     Returns ``(new_acc, row_factor, col_factor)``; for the non-factored case the
     "factors" are ``(srsqrt(v + 1e-9), None)``. ``fac_g = g * row_factor * col_factor``.
@@ -184,7 +184,7 @@ def fraction_embed(iteration: jax.Array, num_steps: int) -> jax.Array:
 
 
 class LossBuffer(NamedTuple):
-    """``BufferLossAccumulators`` state (spec §1.3); ``decays`` depend only on T."""
+    """``BufferLossAccumulators`` state; ``decays`` depend only on T."""
 
     means: jax.Array
     running_min: jax.Array

@@ -1,4 +1,4 @@
-"""The per-parameter MLP of Celo and VeLO (spec §2.4-2.5): 30 features -> 4 -> 4 -> 3.
+"""The per-parameter MLP of Celo and VeLO: 30 features -> 4 -> 4 -> 3.
 
 Shared by :mod:`celo` and :mod:`velo`. This is where a Celo step spends its time, so it is
 written for XLA on CPU while keeping the reference's numbers (golden tests pass unchanged):
@@ -25,7 +25,7 @@ import numpy as np
 from celo_bench.optimizers.learned._common import F32, Factored, factored_dims, truncated_normal
 
 N_GROUPS = 14
-"""Feature groups w0__0 .. w0__13 (spec §2.4)."""
+"""Feature groups w0__0 .. w0__13 (blocks of the first layer, one per feature kind)."""
 
 
 def group_widths(k_mom: int = 3, k_rms: int = 1, k_fac: int = 3) -> list[int]:
@@ -91,7 +91,7 @@ def ff_step(
 ) -> jax.Array:
     """The step ``d * (param_scale * exp(exp_mult * a)) * step_mult`` of one tensor.
 
-    With ``adafac=True`` this is AdaFac-MLP-LOpt's MLP instead (spec §5): no ``clip(g)`` and
+    With ``adafac=True`` this is AdaFac-MLP-LOpt's MLP instead: no ``clip(g)`` and
     ``g/sqrt(v)`` groups (1 and 8), ``m (v + 1e-6)^-1/2`` for non-factored tensors, and no
     parameter scaling; its step features are folded into ``b0`` by the caller.
 

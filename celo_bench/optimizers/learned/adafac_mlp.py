@@ -1,9 +1,13 @@
 """AdaFac-MLP-LOpt (Metz et al. 2022): a tiny per-parameter MLP on Adafactor-style features.
 
-Spec: learned-optimizers.md §5. Meta-parameters (9 leaves, 197 values)::
+Meta-parameters (9 leaves, 197 values)::
 
     momentum_decays (3,), rms_decays (1,), adafactor_decays (3,)   learned decay offsets
     nn/~/{w0 (39, 4), b0 (4,), w1 (4, 4), b1 (4,), w2 (4, 2), b2 (2,)}
+
+References:
+  Metz, Freeman, Harrison, Maheswaranathan & Sohl-Dickstein, "Practical tradeoffs between
+  memory, compute, and performance in learned optimizers", CoLLAs 2022, arXiv:2203.11860.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from celo_bench.optimizers._domain import NUM_STEPS, Keys, domain
 from celo_bench.optimizers._registry import register
 from celo_bench.optimizers.learned import _common as c
 from celo_bench.optimizers.learned._ffmod import ff_step
@@ -75,6 +80,8 @@ def step_embed(iteration: jax.Array) -> jax.Array:
     return jnp.tanh(iteration / jnp.asarray(STEP_TIMESCALES, c.F32) - 1.0)
 
 
+@domain(meta_params=Keys(("adafactor_decays", "momentum_decays", "nn", "rms_decays")),
+        num_steps=NUM_STEPS)
 def adafac_mlp_lopt(meta_params: dict, *, num_steps: int):
     r"""AdaFac-MLP-LOpt; ``update(grads, state, params)`` (the loss is not used).
 
@@ -83,7 +90,8 @@ def adafac_mlp_lopt(meta_params: dict, *, num_steps: int):
     11 un-normalised step-count features. A 39-4-4-2 MLP gives direction ``d`` and
     magnitude ``a``: :math:`\Delta p = -d\, e^{10^{-3} a}\, 10^{-3}`. No gradient clipping,
     no parameter scaling; decays are learned as ``1 - (1 - beta0) exp(10 theta)``.
-    `num_steps` is accepted (the reference requires it) but unused.
+    `num_steps` is accepted (the reference requires it) but unused; it must still be a
+    positive integer (:class:`~celo_bench.errors.HyperparameterError` otherwise).
     """
     del num_steps
     nn = meta_params["nn"]["~"]

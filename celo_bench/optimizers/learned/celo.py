@@ -1,10 +1,14 @@
 """Celo (Moudgil et al., TMLR 2025): a per-parameter MLP update with a learned LR scheduler.
 
-Spec: learned-optimizers.md §2. Meta-parameters (33 leaves, 37,089 values)::
+Meta-parameters (33 leaves, 37,089 values)::
 
     ff_mod_stack/~/{w0__0..w0__13, w1, w2, b0, b1, b2}   leading axis 1 (param_inits)
     lstm_init_state/{hidden, cell}                        (1, 64)
     rnn_params/{linear, linear_1, linear_2, rnn/linear, rnn_to_controls, step_size}
+
+References:
+  Moudgil, Knyazev, Lajoie & Belilovsky, "Celo: Training Versatile Learned Optimizers
+  on a Compute Diet", TMLR 2025, arXiv:2501.12670 (code: github.com/amoudgl/celo).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from celo_bench.optimizers._domain import NUM_STEPS, Choice, Keys, domain
 from celo_bench.optimizers._registry import register
 from celo_bench.optimizers.learned import _common as c
 from celo_bench.optimizers.learned._ffmod import ff_step, ffmod_stack_init
@@ -30,7 +35,7 @@ class CeloState(NamedTuple):
     """Per run: accumulators per leaf (decay axis first), step count, one LSTM state, loss buffer.
 
     The reference tiles the LSTM state over tensors, but its input has no per-tensor
-    information, so every row stays identical (spec §2.3); one row is kept here.
+    information, so every row stays identical; one row is kept here.
     """
 
     m: Any
@@ -52,7 +57,7 @@ def init_scheduler_params(key: jax.Array, *, controls: bool) -> tuple[dict, dict
 
 
 def scheduler_step(rnn: dict, lstm: c.LSTMState, iteration, num_steps, buf: c.LossBuffer):
-    """The learned scheduler (spec §2.3): returns ``(s, new_lstm)``; ``lr_mult = 0.1 exp(s)``.
+    """The learned scheduler: returns ``(s, new_lstm)``; ``lr_mult = 0.1 exp(s)``.
 
     Input is ``[fraction_left(t/T) (9), loss_features (9)]`` -- no per-tensor information,
     so the reference's per-tensor LSTM is one global LSTM with batch 1 and its
@@ -81,10 +86,12 @@ def init_meta_params(key: jax.Array) -> dict:
     }
 
 
+@domain(meta_params=Keys(("ff_mod_stack", "lstm_init_state", "rnn_params")), num_steps=NUM_STEPS,
+        train_phase=Choice((1, 2)))
 def celo(meta_params: dict, *, num_steps: int, train_phase: int = 2):
     r"""Celo as an optax transformation; ``update(grads, state, params, loss=loss)``.
 
-    Per step (spec §2.7), with ``g = clip(grad, -1000, 1000)`` and accumulators that
+    Per step, with ``g = clip(grad, -1000, 1000)`` and accumulators that
     already include ``g`` (momentum :math:`\beta=.9,.99,.999`, RMS .999, Adafactor-style
     .9, .99, .999):
 
@@ -101,6 +108,10 @@ def celo(meta_params: dict, *, num_steps: int, train_phase: int = 2):
       meta_params: the theta pytree (see module docstring); traced values are fine.
       num_steps: the run horizon ``T``; it enters only through the scheduler.
       train_phase: 2 (published Celo) multiplies by :math:`\lambda_t`; 1 does not.
+
+    Raises:
+      HyperparameterError: `num_steps` is not a positive integer, `train_phase` is not 1
+        or 2, or `meta_params` is not a tree with Celo's top-level keys.
     """
     mlp = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], meta_params["ff_mod_stack"]["~"])
     rnn = meta_params["rnn_params"]

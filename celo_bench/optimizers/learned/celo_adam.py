@@ -1,9 +1,14 @@
 """Celo-Adam (the paper's ablation): Adam whose global learning rate is Celo's learned scheduler.
 
-Spec: learned-optimizers.md §3. Meta-parameters (12 leaves, 36,865 values)::
+Meta-parameters (12 leaves, 36,865 values)::
 
     lstm_init_state/{hidden, cell}                                     (1, 64)
     rnn_params/{linear, linear_1, linear_2, rnn/linear, step_size}     (no rnn_to_controls)
+
+References:
+  Moudgil, Knyazev, Lajoie & Belilovsky, "Celo: Training Versatile Learned Optimizers
+  on a Compute Diet", TMLR 2025, arXiv:2501.12670 (code: github.com/amoudgl/celo). Celo-Adam is
+  the paper's ablation of Celo's update rule.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from celo_bench.optimizers._domain import DECAY, NON_NEGATIVE, NUM_STEPS, Keys, domain
 from celo_bench.optimizers._registry import register
 from celo_bench.optimizers.learned import _common as c
 from celo_bench.optimizers.learned.celo import init_scheduler_params, scheduler_step
@@ -34,6 +40,8 @@ def init_meta_params(key: jax.Array) -> dict:
     return {"lstm_init_state": lstm_init, "rnn_params": rnn}
 
 
+@domain(meta_params=Keys(("lstm_init_state", "rnn_params")), num_steps=NUM_STEPS, b1=DECAY, b2=DECAY,
+        eps=NON_NEGATIVE, eps_root=NON_NEGATIVE)
 def celo_adam(meta_params: dict, *, num_steps: int, b1: float = 0.9, b2: float = 0.999,
               eps: float = 1e-8, eps_root: float = 1e-10):
     r"""Adam with a learned global learning rate :math:`\eta_t = 10^{-3} \cdot 0.1\, e^{s_t}`.

@@ -1,11 +1,15 @@
 """NN-Adam (Metz et al. 2022): per-tensor Adam hyper-parameters steered by an LSTM.
 
-Spec: learned-optimizers.md §7. Meta-parameters (10 leaves, 21,896 values)::
+Meta-parameters (10 leaves, 21,896 values)::
 
     lstm_init_state/{hidden, cell} (1, 64)
     per_layer_{beta1, beta2, epsilon, lr}   scalars in "scaled" space (0.1 log ...)
     rnn_params/rnn/linear (83, 256)         LSTM on 19 per-tensor features
     rnn_to_controls_params/rnn_to_controls  64 -> 4, zero-initialised weights
+
+References:
+  Metz, Freeman, Harrison, Maheswaranathan & Sohl-Dickstein, "Practical tradeoffs between
+  memory, compute, and performance in learned optimizers", CoLLAs 2022, arXiv:2203.11860.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from celo_bench.optimizers._domain import NUM_STEPS, Keys, domain
 from celo_bench.optimizers._registry import register
 from celo_bench.optimizers.learned import _common as c
 
@@ -94,6 +99,8 @@ def tensor_features(p, g, m, v, hp: dict) -> jax.Array:
     return jnp.stack([f[k] for k in sorted(f)]).astype(c.F32)
 
 
+@domain(meta_params=Keys(("lstm_init_state", "rnn_params", "rnn_to_controls_params")),
+        num_steps=NUM_STEPS)
 def nn_adam(meta_params: dict, *, num_steps: int):
     r"""NN-Adam; ``update(grads, state, params)`` (the loss is not used).
 
@@ -106,7 +113,8 @@ def nn_adam(meta_params: dict, *, num_steps: int):
 
     Then an LSTM over 19 per-tensor statistics adds ``0.01 * Linear(h)`` to the scaled
     hyper-parameters, which take effect at the next step (clamped by a decode/encode round
-    trip in float32). `num_steps` is required by the reference but unused.
+    trip in float32). `num_steps` is required by the reference but unused; it must still be a
+    positive integer (:class:`~celo_bench.errors.HyperparameterError` otherwise).
     """
     del num_steps
     theta = meta_params

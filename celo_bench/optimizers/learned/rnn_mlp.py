@@ -1,12 +1,17 @@
 """RNN-MLP-LOpt (Metz et al. 2020): a per-tensor LSTM conditioning a per-parameter MLP.
 
-Spec: learned-optimizers.md §4. Meta-parameters (16 leaves, 35,799 values)::
+Meta-parameters (16 leaves, 35,799 values)::
 
     ffmod_params/mlp/~/linear_{0,1,2}    54 -> 32 -> 32 -> 18
     initial_from_lstm (18,), initial_from_mlp (16,)
     lstm_init_state/{hidden, cell} (1, 64)
     rnn_params/rnn/linear (116, 256)     LSTM on 52 per-tensor inputs
     rnn_to_ff_params/rnn_to_ff (64, 17), rnn_to_in_params/rnn_to_in (64, 18)
+
+References:
+  Metz, Maheswaranathan, Freeman, Poole & Sohl-Dickstein, "Tasks, stability, architecture,
+  and compute: Training more effective learned optimizers, and using them to train
+  themselves", arXiv:2009.11243, 2020.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from celo_bench.optimizers._domain import NUM_STEPS, Keys, domain
 from celo_bench.optimizers._registry import register
 from celo_bench.optimizers.learned import _common as c
 
@@ -96,6 +102,8 @@ def tensor_features(ms, rms, g, v, from_mlp, from_lstm, train_feat, valid_feat) 
     return jnp.concatenate([jnp.atleast_1d(f[k]).astype(c.F32) for k in sorted(f)])
 
 
+@domain(meta_params=Keys(("ffmod_params", "lstm_init_state", "rnn_params", "rnn_to_ff_params",
+                         "rnn_to_in_params")), num_steps=NUM_STEPS)
 def rnn_mlp_lopt(meta_params: dict, *, num_steps: int):
     r"""RNN-MLP-LOpt; ``update(grads, state, params, loss=loss)``.
 
@@ -105,7 +113,8 @@ def rnn_mlp_lopt(meta_params: dict, *, num_steps: int):
     per-parameter MLP whose first two outputs give
     :math:`\Delta p = -d\, e^{10^{-3} a}\, 10^{-3}` (no parameter scaling) and whose other
     16 are averaged back to the LSTM. `num_steps` is accepted but unused (only the step
-    count enters, as sine features).
+    count enters, as sine features); it must still be a positive integer
+    (:class:`~celo_bench.errors.HyperparameterError` otherwise).
     """
     del num_steps
     theta = meta_params

@@ -1,12 +1,17 @@
 """VeLO / HyperV2 (Metz et al. 2022): a per-tensor LSTM that writes each tensor's MLP.
 
-Spec: learned-optimizers.md §6. Two configurations are registered:
+Two configurations are registered:
 
 * ``velo_s``: LSTM 64, 32 MLPs in the stack, ``ff_mult = 1`` (meta-trained in the Celo paper);
 * ``velo_4000``: LSTM 512, 256 MLPs, ``ff_mult = 100`` (Google's released VeLO).
 
 Meta-parameters: ``ff_mod_stack/~/...`` (leading axis = param_inits), ``lstm_init_state``,
 ``rnn_params/{linear, linear_1, linear_2 (30, H), rnn/linear, rnn_to_controls, step_size}``.
+
+References:
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", arXiv:2211.09760,
+  2022; VeLO-S: Moudgil et al., "Celo: Training Versatile Learned Optimizers on a Compute
+  Diet", TMLR 2025, arXiv:2501.12670.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from celo_bench.optimizers._domain import FLAG, NUM_STEPS, POSITIVE, Keys, domain
 from celo_bench.optimizers._registry import register
 from celo_bench.optimizers.learned import _common as c
 from celo_bench.optimizers.learned._ffmod import ff_step, ffmod_stack_init
@@ -73,6 +79,12 @@ def tensor_features(p, m, rms, frac_embed, loss_feat) -> jax.Array:
     ])
 
 
+_VELO_DOMAIN = dict(meta_params=Keys(("ff_mod_stack", "lstm_init_state", "rnn_params")),
+                    num_steps=NUM_STEPS, use_bugged_loss_features=FLAG,
+                    use_bugged_next_lstm_state=FLAG)
+
+
+@domain(**_VELO_DOMAIN, ff_mult=POSITIVE)
 def velo(meta_params: dict, *, num_steps: int, ff_mult: float = 1.0,
          use_bugged_loss_features: bool = False, use_bugged_next_lstm_state: bool = False):
     r"""HyperV2 as an optax transformation; ``update(grads, state, params, loss=loss)``.
@@ -153,10 +165,14 @@ def velo(meta_params: dict, *, num_steps: int, ff_mult: float = 1.0,
 
 
 def _config(name: str, hidden: int, param_inits: int, ff_mult: float) -> None:
-    def factory(meta_params, *, num_steps, **kwargs):
-        return velo(meta_params, num_steps=num_steps, ff_mult=ff_mult, **kwargs)
+    @domain(**_VELO_DOMAIN)
+    def factory(meta_params, *, num_steps, use_bugged_loss_features=False,
+                use_bugged_next_lstm_state=False):
+        return velo(meta_params, num_steps=num_steps, ff_mult=ff_mult,
+                    use_bugged_loss_features=use_bugged_loss_features,
+                    use_bugged_next_lstm_state=use_bugged_next_lstm_state)
 
-    factory.__name__ = name
+    factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = f"{name}: HyperV2 with LSTM {hidden}, {param_inits} MLPs, ff_mult {ff_mult}.\n\n" + (
         velo.__doc__ or ""
     )
