@@ -72,6 +72,21 @@ def test_every_factory_declares_the_domain_of_every_argument():
         assert params == set(entry.domain), (name, sorted(params - set(entry.domain)))
 
 
+def test_every_factory_cites_its_paper_and_no_unshipped_spec():
+    """A References section in each factory's docstring; no citation of spec files that ship
+    in neither the repository nor the wheel."""
+    for name, entry in FACTORIES.items():
+        if name.startswith("submission"):
+            continue
+        doc = inspect.getdoc(entry.fn) or ""
+        refs = doc.split("References:", 1)[1] if "References:" in doc else ""
+        assert refs.strip() and any(y in refs for y in ("arXiv:", "19", "20")), name
+    root = Path(inspect.getfile(factory)).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "learned-optimizers.md" not in text and "paper-protocol.md" not in text, path
+
+
 # ---- case 5 of issue 15: out-of-domain arguments are refused with the argument and range ----
 @functools.cache
 def _learned(name: str):

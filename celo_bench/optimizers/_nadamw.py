@@ -61,6 +61,10 @@ def reference_nadamw(
       l2_weight_decay: decay folded into the gradient (with the reference's sign).
       nesterov: use the Nesterov numerator ``b1 m + (1-b1) g`` (else ``m``).
       bias_correction: use ``lr_t`` (else ``lr``).
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop; decoupled
+      decay: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", arXiv:1711.05101.
     """
 
     def init_fn(params):

@@ -92,6 +92,10 @@ def adafac_mlp_lopt(meta_params: dict, *, num_steps: int):
     no parameter scaling; decays are learned as ``1 - (1 - beta0) exp(10 theta)``.
     `num_steps` is accepted (the reference requires it) but unused; it must still be a
     positive integer (:class:`~celo_bench.errors.HyperparameterError` otherwise).
+
+    References:
+      Metz et al., "Practical tradeoffs between memory, compute, and performance in learned
+      optimizers" (AdaFac-MLP-LOpt), CoLLAs 2022, arXiv:2203.11860.
     """
     del num_steps
     nn = meta_params["nn"]["~"]

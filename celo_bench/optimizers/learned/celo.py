@@ -112,6 +112,10 @@ def celo(meta_params: dict, *, num_steps: int, train_phase: int = 2):
     Raises:
       HyperparameterError: `num_steps` is not a positive integer, `train_phase` is not 1
         or 2, or `meta_params` is not a tree with Celo's top-level keys.
+
+    References:
+      Moudgil, Knyazev, Lajoie & Belilovsky, "Celo: Training Versatile Learned Optimizers on a
+      Compute Diet", TMLR 2025, arXiv:2501.12670.
     """
     mlp = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[0], meta_params["ff_mod_stack"]["~"])
     rnn = meta_params["rnn_params"]

@@ -53,6 +53,10 @@ def celo_adam(meta_params: dict, *, num_steps: int, b1: float = 0.9, b2: float =
     with bias-corrected moments (``optax.scale_by_adam``; float32 decays as in the reference)
     and :math:`s_t` from the Celo scheduler (LSTM on ``t/T`` and loss-trend features).
     The reference also carries an unused factored accumulator; it is not kept here.
+
+    References:
+      Moudgil, Knyazev, Lajoie & Belilovsky, "Celo: Training Versatile Learned Optimizers on a
+      Compute Diet", TMLR 2025, arXiv:2501.12670 (its Celo-Adam ablation).
     """
     rnn = meta_params["rnn_params"]
     lstm0 = meta_params["lstm_init_state"]

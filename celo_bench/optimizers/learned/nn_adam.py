@@ -115,6 +115,10 @@ def nn_adam(meta_params: dict, *, num_steps: int):
     hyper-parameters, which take effect at the next step (clamped by a decode/encode round
     trip in float32). `num_steps` is required by the reference but unused; it must still be a
     positive integer (:class:`~celo_bench.errors.HyperparameterError` otherwise).
+
+    References:
+      Metz et al., "Practical tradeoffs between memory, compute, and performance in learned
+      optimizers" (NN-Adam), CoLLAs 2022, arXiv:2203.11860.
     """
     del num_steps
     theta = meta_params

@@ -115,6 +115,10 @@ def rnn_mlp_lopt(meta_params: dict, *, num_steps: int):
     16 are averaged back to the LSTM. `num_steps` is accepted but unused (only the step
     count enters, as sine features); it must still be a positive integer
     (:class:`~celo_bench.errors.HyperparameterError` otherwise).
+
+    References:
+      Metz et al., "Tasks, stability, architecture, and compute: Training more effective
+      learned optimizers, and using them to train themselves", arXiv:2009.11243, 2020.
     """
     del num_steps
     theta = meta_params

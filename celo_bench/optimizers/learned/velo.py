@@ -103,6 +103,15 @@ def velo(meta_params: dict, *, num_steps: int, ff_mult: float = 1.0,
       use_bugged_loss_features: HyperV2's default bug (loss buffer sized for T=10);
         off in every Celo factory config.
       use_bugged_next_lstm_state: never advance the LSTM state (old checkpoints); off.
+
+    Raises:
+      HyperparameterError: `num_steps` is not a positive integer, `ff_mult` is not > 0, a
+        flag is not a bool, or `meta_params` lacks HyperV2's top-level keys.
+
+    References:
+      Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up",
+      arXiv:2211.09760, 2022; VeLO-S is meta-trained in Moudgil et al., "Celo: Training
+      Versatile Learned Optimizers on a Compute Diet", TMLR 2025, arXiv:2501.12670.
     """
     rnn = meta_params["rnn_params"]
     stack = meta_params["ff_mod_stack"]["~"]
