@@ -102,3 +102,20 @@ def test_wide_dense_scale_and_second_step_momentum():
         np.testing.assert_allclose(u1[k], want1.transpose(back), rtol=2e-4, atol=1e-6, err_msg=k)
         np.testing.assert_allclose(u2[k], want2.transpose(back), rtol=2e-4, atol=1e-6, err_msg=k)
     assert np.isclose(np.linalg.norm(u1["dense"]) / LR, 2 * np.sqrt(2), rtol=0.2)
+
+
+def test_attention_projection_kernel_is_its_dense_matrix():
+    """A flax ``query`` kernel (in, heads, head_dim) is the dense (in, heads * head_dim) matrix
+    (the reference's (heads * head_dim, in) nn.Linear weight): scale sqrt(6 / 4)."""
+    rng = np.random.default_rng(5)
+    params = {"attn": {"query": {"kernel": jnp.asarray(rng.normal(size=(4, 2, 3)), jnp.float32)},
+                       "out": {"kernel": jnp.asarray(rng.normal(size=(2, 3, 4)), jnp.float32)}}}
+    g = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+    opt = build("muon", num_steps=10, learning_rate=LR)
+    u, _ = opt.update(g, opt.init(params), params)
+    q = np.float64(g["attn"]["query"]["kernel"]).reshape(4, 6).T  # torch layout (out, in)
+    want, _ = reference_matrix_update(q, np.zeros_like(q))
+    np.testing.assert_allclose(u["attn"]["query"]["kernel"], want.T.reshape(4, 2, 3), rtol=2e-4, atol=1e-6)
+    o = np.float64(g["attn"]["out"]["kernel"]).reshape(6, 4).T  # (heads, head_dim, out) -> (out, 6)
+    want, _ = reference_matrix_update(o, np.zeros_like(o))
+    np.testing.assert_allclose(u["attn"]["out"]["kernel"], want.T.reshape(2, 3, 4), rtol=2e-4, atol=1e-6)

@@ -48,26 +48,40 @@ def lion(learning_rate, *, b1=0.9, b2=0.99, weight_decay=0.0, num_steps=None):
     return optax.lion(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay)
 
 
-def _matrix_view(updates):
-    """Each leaf of rank >= 2 as the matrix (all leading axes, last axis).
+_HEAD_SPLIT = ("query", "key", "value")
+"""flax attention projections whose ``kernel`` is ``(in, heads, head_dim)`` (``DenseGeneral``)."""
+
+
+def _dims(path, u) -> optax.contrib.MuonDimensionNumbers:
+    """The matrix view of one leaf of rank >= 2: (input axes, output axes).
 
     flax stores a Dense kernel as (in, out) and a convolution kernel as HWIO
-    ``(h, w, in, out)``: the last axis is the output channel, so this is the reference's
-    ``(out_channels, in * h * w)`` view, transposed (Newton-Schulz commutes with both the
-    transpose and the order of the flattened axes).
+    ``(h, w, in, out)``: the last axis is the output channel and the others are inputs, so a
+    conv kernel is seen as ``(h * w * in, out)``, the reference's ``(out, in * h * w)``
+    transposed (Newton-Schulz commutes with the transpose and with the order of the
+    flattened axes). An attention ``query``/``key``/``value`` kernel ``(in, heads, head_dim)``
+    is seen as ``(in, heads * head_dim)``, the matrix of the equivalent dense layer.
     """
-    return jax.tree.map(
-        lambda u: optax.contrib.MuonDimensionNumbers(tuple(range(u.ndim - 1)), u.ndim - 1), updates
-    )
+    names = [str(getattr(k, "key", k)) for k in path]
+    if u.ndim == 3 and names[-2:-1] and names[-2] in _HEAD_SPLIT and names[-1] == "kernel":
+        return optax.contrib.MuonDimensionNumbers(0, (1, 2))
+    return optax.contrib.MuonDimensionNumbers(tuple(range(u.ndim - 1)), u.ndim - 1)
+
+
+def _matrix_view(updates):
+    """:func:`_dims` of every leaf (leaves Adam handles are masked out by the partition)."""
+    return jax.tree_util.tree_map_with_path(_dims, updates)
 
 
 def _shape_scale(updates):
     """Multiply each matrix-view update by the reference's ``sqrt(max(1, fan_out / fan_in))``."""
-    def one(u):
-        fan_in, fan_out = math.prod(u.shape[:-1]), u.shape[-1]
-        return u * math.sqrt(max(1.0, fan_out / fan_in))
+    def one(path, u):
+        dims = _dims(path, u)
+        out_axes = (dims.output_axis,) if isinstance(dims.output_axis, int) else dims.output_axis
+        fan_out = math.prod(u.shape[a] for a in out_axes)
+        return u * math.sqrt(max(1.0, fan_out / (u.size // fan_out)))
 
-    return jax.tree.map(one, updates)
+    return jax.tree_util.tree_map_with_path(one, updates)
 
 
 def _muon_label(p) -> str:
@@ -93,7 +107,9 @@ def muon(
     :math:`m_t = \beta m_{t-1} + g_t` with the Nesterov direction
     :math:`d_t = g_t + \beta m_t` (``nesterov=False``: :math:`d_t = m_t`), viewed as the matrix
     :math:`D` (all leading axes) x (last axis) -- a flax HWIO conv kernel ``(h, w, i, o)``
-    becomes ``(h w i, o)``, the reference's ``(o, i h w)`` transposed -- and orthogonalised by
+    becomes ``(h w i, o)``, the reference's ``(o, i h w)`` transposed; a flax attention
+    ``query``/``key``/``value`` kernel ``(in, heads, head_dim)`` becomes
+    ``(in, heads head_dim)`` -- and orthogonalised by
     ``ns_steps`` Newton-Schulz iterations :math:`X \leftarrow aX + (bA + cA^2)X`,
     :math:`A = XX^\top`, :math:`(a, b, c) = (3.4445, -4.7750, 2.0315)`, started from
     :math:`X = D / (\|D\|_F + \epsilon)` (on the wide orientation of :math:`D`):
@@ -109,8 +125,10 @@ def muon(
     weight decay) with ``b1 = adam_b1``, ``b2 = adam_b2``, ``eps`` added to
     :math:`\sqrt{\hat v}` and the same learning rate,
     :math:`u_t = -\eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)` (``optax.adam``) -- the
-    reference's auxiliary Adam. Unlike the reference's recipe, first-layer and output
-    kernels also get Muon: a factory cannot tell them from hidden layers.
+    reference's auxiliary Adam. Unlike the reference's recipe, which keeps embeddings and
+    the first and last layers on Adam, every leaf of rank >= 2 here gets Muon (embedding
+    tables and first/last kernels included): a factory sees a tree of arrays and cannot
+    tell those layers from hidden ones.
 
     Built from optax: ``optax.trace`` for the momentum and ``optax.contrib.scale_by_muon``
     (with ``beta = 0``: Newton-Schulz only) with a matrix view for every rank, inside
