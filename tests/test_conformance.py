@@ -87,6 +87,16 @@ def test_every_factory_cites_its_paper_and_no_unshipped_spec():
         assert "learned-optimizers.md" not in text and "paper-protocol.md" not in text, path
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_defaults_and_grid_lie_in_the_factory_domain(name):
+    spec = REGISTRY.optimizer(name)
+    entry = factory(spec.factory)
+    for point in _grid_points(spec):
+        entry.check_arguments(**spec.defaults, **point, num_steps=1)
+    with pytest.raises(HyperparameterError, match="num_steps"):
+        entry.check_arguments(**spec.defaults, num_steps=0)
+
+
 # ---- case 5 of issue 15: out-of-domain arguments are refused with the argument and range ----
 @functools.cache
 def _learned(name: str):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import optax
 
 from celo_bench.errors import UnknownNameError
-from celo_bench.optimizers._domain import Rule, rules_of
+from celo_bench.optimizers._domain import Rule, check, rules_of
 
 Factory = Callable[..., optax.GradientTransformation]
 
@@ -37,6 +37,15 @@ class FactoryEntry:
     def domain(self) -> Mapping[str, Rule]:
         """Argument name -> valid range, as the factory declares it (empty if undeclared)."""
         return rules_of(self.fn)
+
+    def check_arguments(self, **arguments: object) -> None:
+        """Check `arguments` against :attr:`domain` without building anything (e.g. a spec's
+        defaults and grid, or a run's horizon, before meta-parameters are loaded).
+
+        Raises:
+          HyperparameterError: the first argument outside its declared range.
+        """
+        check(self.name, self.domain, arguments)
 
 
 FACTORIES: dict[str, FactoryEntry] = {}
