@@ -17,7 +17,7 @@ from celo_bench.task import Dataset
 
 @functools.cache
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits as sk_load
+    from sklearn.datasets import load_digits as sk_load  # heavy (scikit-learn): only when loaded
 
     d = sk_load()
     # 0..16 intensities -> uint8 0..255, the same compact format as every image dataset.
@@ -39,7 +39,7 @@ def load_digits(test_fraction: float = 0.2) -> Dataset:
 
 @functools.cache
 def _pydoc_bytes() -> np.ndarray:
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics  # a large module of text: only when loaded
 
     text = "\n\n".join(topics[k] for k in sorted(topics))
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()

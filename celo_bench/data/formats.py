@@ -128,7 +128,7 @@ def decode_image(value: object) -> np.ndarray:
 
 def read_parquet_images(files: Sequence[Path], image_col: str, label_col: str) -> tuple[np.ndarray, np.ndarray]:
     """Image-classification parquet shards (HF hub layout) -> (uint8 NHWC images, int32 labels)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # heavy: only preparing hub parquet needs it
 
     images, labels = [], []
     for f in files:
@@ -142,14 +142,14 @@ def read_parquet_images(files: Sequence[Path], image_col: str, label_col: str) -
 
 
 def parquet_rows(files: Sequence[Path]) -> int:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # heavy: only preparing hub parquet needs it
 
     return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def iter_parquet_text(files: Sequence[Path], column: str, batch_rows: int = 8192) -> Iterator[list[str]]:
     """Batches of strings from one column of parquet shards, in file order."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # heavy: only preparing hub parquet needs it
 
     for f in files:
         try:

@@ -145,7 +145,7 @@ def _meta_training_text(card: dict) -> str:
 
 
 def jax_to_numpy(tree: Any) -> Any:
-    import jax
+    import jax  # heavy: installing and reading cards need no JAX
 
     return jax.tree_util.tree_map(np.asarray, tree)
 
@@ -155,7 +155,7 @@ def write_curve(out: Path, losses: list[float], seconds: list[float], title: str
     write_json(out / CURVE_JSON, {"meta_loss": losses, "seconds": seconds})
     if not losses:
         return
-    import matplotlib
+    import matplotlib  # heavy: only the curve's plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
