@@ -275,6 +275,19 @@ def test_no_command_help_loads_jax():
     assert "jax" not in heavy, f"a command's --help imported JAX: {chain}"
 
 
+LIGHT = ("celo_bench.plan", "celo_bench.score", "celo_bench.aggregate", "celo_bench.results",
+         "celo_bench.report", "celo_bench.task", "celo_bench.data", "celo_bench.cli")
+"""Modules that planning, scoring and reporting use: importing them must not load JAX."""
+
+
+def test_planning_scoring_and_reporting_modules_import_no_jax():
+    code = ("import sys, " + ", ".join(LIGHT) + "\n"
+            "print(sorted(m for m in sys.modules if m == 'jax' or m.startswith('jax.')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]", f"importing {LIGHT} loaded JAX"
+
+
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory) -> Path:
     """A store with hand-made records of the smoke suite's plan (no training)."""
