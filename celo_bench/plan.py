@@ -1,7 +1,10 @@
 """Grid expansion: a suite becomes jobs (one per task x optimizer) of runs with stable keys.
 
 A run's key hashes everything that changes its numbers: the resolved task and optimizer
-specs, its hyper-parameters, seed and horizon, the suite version and the engine version.
+specs, its hyper-parameters, seed and horizon, the suite version and the engine version,
+the content of the inputs it reads (the dataset's fingerprint, the sha256 of a learned
+optimizer's meta-parameters: :mod:`celo_bench.inputs`) and how it is executed (steps and
+runs strategy, XLA optimisation level: :mod:`celo_bench.strategy`). Planning imports no JAX.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from celo_bench.errors import CeloBenchError
+from celo_bench import inputs
+from celo_bench.data.synthetic import synthetic_name
+from celo_bench.errors import CeloBenchError, DataMissingError
+from celo_bench.strategy import Strategy, default_strategy
 from celo_bench.suite import OptimizerSpec, Registry, SuiteSpec, TaskSpec, canonical_json
 from celo_bench.versions import ENGINE_VERSION
 
@@ -47,6 +54,11 @@ class Job:
     num_steps: int
     runs: tuple[RunSpec, ...]
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    strategy: Strategy | None = None  # planned execution (None: the engine's default)
+    checkpoint: str | None = None  # the weights file a learned optimizer loads
+    weights_sha256: str | None = None  # ... and the sha256 its bytes must have
+    unavailable: str = ""  # why the job cannot run here (missing weights), with the fix
+    data_missing: str = ""  # the dataset is not present here (the message names the command)
 
     @property
     def name(self) -> str:
@@ -54,6 +66,13 @@ class Job:
 
     def with_runs(self, runs: Sequence[RunSpec]) -> Job:
         return replace(self, runs=tuple(runs))
+
+
+DATA_CHOICES = ("real", "synthetic")
+SYNTHETIC_SUITE_SUFFIX = "@synthetic"
+"""Records of a synthetic grid of suite ``paper`` are labelled ``paper@synthetic``."""
+DEFAULT_SYNTHETIC_RESULTS = Path("results-synthetic")
+"""Where ``--data synthetic`` writes unless given a folder other than the default ``results``."""
 
 
 def run_key(payload: Mapping[str, Any]) -> str:
@@ -75,15 +94,33 @@ def expand(
     seeds: int | None = None,
     steps: int | None = None,
     grids: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+    data: str = "real",
+    backend: str | None = None,
+    strategy_overrides: Mapping[str, Any] | None = None,
 ) -> list[Job]:
     """The suite's grid as jobs, optionally restricted to some tasks/optimizers.
 
     Horizon precedence: `steps` argument, then the suite's ``steps``, then the task's.
     Grid precedence: `grids` argument, then the suite's ``[grids]``, then the spec's.
+    ``data="synthetic"`` trains on random stand-ins (:mod:`celo_bench.data.synthetic`): each
+    task's dataset becomes ``synthetic:<name>``, run keys gain ``"data": "synthetic"`` and the
+    records' suite is ``<suite>@synthetic``, so they are never scored with real runs.
+    `backend` ("cpu", "gpu", "tpu"; default: :func:`celo_bench.strategy.backend_kind`) and
+    `strategy_overrides` (``steps``, ``runs``, ``xla_opt_level``) decide each job's
+    :class:`~celo_bench.strategy.Strategy`, which enters its keys.
+
+    A job whose weights or data are missing here is still planned and carries the reason in
+    ``Job.unavailable`` (weights) or ``Job.data_missing`` (data).
     """
+    if data not in DATA_CHOICES:
+        raise CeloBenchError(f"--data must be one of {', '.join(DATA_CHOICES)}, got '{data}'")
+    synthetic = data == "synthetic"
+    suite_label = f"{suite.name}{SYNTHETIC_SUITE_SUFFIX}" if synthetic else suite.name
     task_names = list(tasks) if tasks else list(suite.tasks)
     opt_names = list(optimizers) if optimizers else list(suite.optimizers)
     n_seeds = seeds or suite.seeds
+    backend = backend or inputs.backend_kind()
+    overrides = {k: v for k, v in (strategy_overrides or {}).items() if v is not None}
     jobs = []
     for tname in task_names:
         tspec = registry.task(tname)
@@ -93,20 +130,45 @@ def expand(
                 f"--steps {T} is not a multiple of eval_every={tspec.eval_every} of task '{tname}'"
             )
         tspec = replace(tspec, steps=T)
+        if synthetic:
+            tspec = replace(tspec, dataset=synthetic_name(tspec.dataset))
+        try:
+            data_fp, data_missing = inputs.data_fingerprint(tspec), ""
+        except DataMissingError as e:
+            data_fp, data_missing = None, str(e)
         for oname in opt_names:
             ospec = registry.optimizer(oname)
             grid = (grids or {}).get(oname) or suite.grids.get(oname) or ospec.grid
             ospec = replace(ospec, grid={k: tuple(v) for k, v in grid.items()})
             config = canonical_json({"task": tspec.resolved(), "optimizer": ospec.resolved()})
+            points = grid_points(ospec.grid)
+            strategy = default_strategy(
+                tspec.family, backend, {**dict(tspec.strategy), **overrides},
+                runs=len(points) * n_seeds, steps=T, batch_size=tspec.batch_size,
+            )
+            w = inputs.weights_input(ospec)
+            execution = strategy.as_key()
+            unavailable = w.unavailable if w else ""
             runs = []
-            for hp in grid_points(ospec.grid):
+            for hp in points:
                 for seed in range(n_seeds):
-                    key = run_key(
-                        {"config": config, "hparams": hp, "seed": seed, "num_steps": T,
-                         "suite": suite.name, "suite_version": suite.version, "engine": ENGINE_VERSION}
-                    )
-                    runs.append(RunSpec(key, suite.name, suite.version, tname, oname, hp, seed, T, config))
-            jobs.append(Job(task=tspec, optimizer=ospec, num_steps=T, runs=tuple(runs)))
+                    payload = {"config": config, "hparams": hp, "seed": seed, "num_steps": T,
+                               "suite": suite.name, "suite_version": suite.version, "engine": ENGINE_VERSION,
+                               "inputs": {"data": data_fp, "weights": w.sha256 if w else None},
+                               "execution": execution}
+                    if synthetic:
+                        payload["data"] = "synthetic"
+                    key = run_key(payload)
+                    runs.append(RunSpec(key, suite_label, suite.version, tname, oname, hp, seed, T, config))
+            prov: dict[str, Any] = {"data_fingerprint": data_fp, "execution": execution}
+            if synthetic:
+                prov["data"] = "synthetic"
+            if w is not None:
+                prov |= {"weights_sha256": w.sha256, "weights_origin": w.origin, "weights_path": w.path}
+            jobs.append(Job(task=tspec, optimizer=ospec, num_steps=T, runs=tuple(runs), provenance=prov,
+                            strategy=strategy, checkpoint=w.path if w else None,
+                            weights_sha256=w.sha256 if w else None, unavailable=unavailable,
+                            data_missing=data_missing))
     return jobs
 
 

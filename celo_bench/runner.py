@@ -7,10 +7,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from celo_bench import plan
+from celo_bench import inputs, plan
 from celo_bench.defaults import DEFAULT_RESULTS, DEFAULT_SUITE
+from celo_bench.errors import CeloBenchError, DataMissingError
 from celo_bench.execute import EngineSettings, RunSummary, make_executor, run_jobs
-from celo_bench.store import Store
+from celo_bench.store import Store, StoreScan
+from celo_bench.strategy import RUNS_CHOICES, STEPS_CHOICES, XLA_OPT_LEVELS
 from celo_bench.suite import Registry, load_registry
 
 
@@ -31,100 +33,145 @@ class RunConfig:
     retry_failed: bool = False
     engine: EngineSettings = field(default_factory=EngineSettings)
     registry: Registry | None = None
+    data: str = "real"  # "synthetic": random stand-ins of the same shapes (celo_bench.data.synthetic)
     provenance: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # optimizer -> added to its records (submissions)
+
+    def __post_init__(self) -> None:
+        if self.data == "synthetic" and Path(self.results) == DEFAULT_RESULTS:
+            self.results = plan.DEFAULT_SYNTHETIC_RESULTS  # never beside real records by default
 
     def get_registry(self) -> Registry:
         return self.registry or load_registry()
 
 
-def plan_grid(config: RunConfig) -> tuple[list[plan.Job], list[plan.Job], int]:
-    """(all jobs, jobs reduced to runs still to do, number of runs already stored)."""
+@dataclass
+class GridPlan:
+    """A grid planned against a store: what is stored, what is left, what cannot run here.
+
+    ``not_run`` maps each optimizer whose jobs cannot run on this machine (missing weights)
+    to its one-line reason with the fix; those runs are never stored as failures.
+    """
+
+    jobs: list[plan.Job]
+    todo: list[plan.Job]
+    stored: int
+    not_run: dict[str, str]
+    scan: StoreScan
+
+    @property
+    def total(self) -> int:
+        return sum(len(j.runs) for j in self.jobs)
+
+    def not_run_groups(self) -> list[tuple[str, str, list[str]]]:
+        """``(reason, fix, optimizers)``: one entry per distinct reason, for a short summary."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        specs = {j.optimizer.name: j.optimizer for j in self.jobs}
+        for name, message in self.not_run.items():
+            w = inputs.weights_input(specs[name])
+            reason, fix = (w.reason or message, w.fix) if w else (message, "")
+            groups.setdefault((reason, fix), []).append(name)
+        return [(r, f, names) for (r, f), names in groups.items()]
+
+    @property
+    def failed_stored(self) -> int:
+        return sum(self.scan.statuses.get(r.key) == "failed" for j in self.jobs for r in j.runs)
+
+
+def plan_run(config: RunConfig) -> GridPlan:
+    """Plan `config`'s grid against its store (imports no JAX)."""
     reg = config.get_registry()
     suite = reg.suite(config.suite)
     jobs = plan.expand(
         reg, suite, tasks=config.tasks, optimizers=config.optimizers, seeds=config.seeds,
-        steps=config.steps, grids=config.grids,
+        steps=config.steps, grids=config.grids, data=config.data,
+        strategy_overrides=config.engine.strategy_overrides(),
     )
-    store = Store(config.results)
-    statuses = store.statuses()
-    done = {k for k, s in statuses.items() if s != "failed" or not config.retry_failed}
+    scan = Store(config.results).scan()
+    done = {k for k, s in scan.statuses.items() if s != "failed" or not config.retry_failed}
     todo = plan.missing(jobs, done)
-    total = sum(len(j.runs) for j in jobs)
-    return jobs, todo, total - sum(len(j.runs) for j in todo)
+    stored = sum(len(j.runs) for j in jobs) - sum(len(j.runs) for j in todo)
+    not_run: dict[str, str] = {}
+    for job in jobs:
+        if job.unavailable:
+            not_run.setdefault(job.optimizer.name, job.unavailable)
+    return GridPlan(jobs=jobs, todo=todo, stored=stored, not_run=not_run, scan=scan)
 
 
-def run(config: RunConfig, on_job: Callable | None = None, on_plan: Callable | None = None) -> RunSummary:
-    """Execute every run of the grid that is not stored yet; returns the summary."""
+def plan_grid(config: RunConfig) -> tuple[list[plan.Job], list[plan.Job], int]:
+    """(all jobs, jobs reduced to runs still to do, number of runs already stored)."""
+    p = plan_run(config)
+    return p.jobs, p.todo, p.stored
+
+
+def run(
+    config: RunConfig,
+    on_job: Callable | None = None,
+    on_plan: Callable | None = None,
+    on_wait: Callable | None = None,
+    on_grid: Callable[[GridPlan], None] | None = None,
+) -> RunSummary:
+    """Execute every run of the grid that is not stored yet; returns the summary.
+
+    Before any training: bad settings, an unwritable results folder and missing datasets
+    are one-line errors; temporary files of killed writes are removed and unreadable
+    records moved aside (their runs count as missing); learned optimizers whose weights
+    are not available here are skipped with the reason (``summary.unavailable``), never
+    recorded as failures.
+
+    Raises:
+      CeloBenchError: any of the problems above, or a write that fails (disk full).
+    """
     _check_engine_settings(config.engine)
     executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
-    _, todo, skipped = plan_grid(config)
+    store = Store(config.results)
+    store.check_writable()
+    repaired = store.repair()
+    grid = plan_run(config)
+    if on_grid:
+        on_grid(grid)
     todo = [replace(j, provenance={**j.provenance, **config.provenance[j.optimizer.name]})
-            if j.optimizer.name in config.provenance else j for j in todo]
+            if j.optimizer.name in config.provenance else j for j in grid.todo]
     _require_data(todo)
-    todo, unavailable = split_unavailable(todo)
+    todo = [j for j in todo if j.optimizer.name not in grid.not_run]
     if on_plan:
         on_plan(todo)
-    summary = run_jobs(todo, Store(config.results), executor, skipped=skipped, on_job=on_job)
-    summary.unavailable = unavailable
+    summary = run_jobs(todo, store, executor, skipped=grid.stored, on_job=on_job, on_wait=on_wait)
+    summary.notes = [*repaired.lines(), *summary.notes]
+    summary.unavailable = dict(grid.not_run)
+    summary.failed_stored = grid.failed_stored if not config.retry_failed else 0
     return summary
-
-
-def split_unavailable(jobs: Sequence[plan.Job]) -> tuple[list[plan.Job], dict[str, str]]:
-    """Drop jobs of learned optimizers whose checkpoint cannot be found or fetched.
-
-    They are reported (optimizer -> reason), not recorded as failures: the runs stay
-    missing, and run again once a checkpoint is available (e.g. ``CELO_BENCH_CHECKPOINTS``).
-    """
-    from celo_bench.errors import CheckpointError
-    from celo_bench.optimizers import factory
-    from celo_bench.optimizers.checkpoint import resolve
-
-    keep, unavailable = [], {}
-    for job in jobs:
-        spec = job.optimizer
-        if spec.name in unavailable:
-            continue
-        if factory(spec.factory).learned:
-            try:
-                resolve(spec, None)
-            except CheckpointError as e:
-                unavailable[spec.name] = str(e)
-                continue
-        keep.append(job)
-    return keep, unavailable
 
 
 def _check_engine_settings(settings: EngineSettings) -> None:
     """Reject a bad strategy name up front (not as one failed record per run)."""
-    from celo_bench.engine import RUNS_CHOICES, STEPS_CHOICES
-    from celo_bench.errors import CeloBenchError
-
     for value, choices, flag in (
         (settings.steps_strategy, STEPS_CHOICES, "--steps-strategy"),
         (settings.runs_strategy, RUNS_CHOICES, "--runs-strategy"),
+        (settings.xla_opt_level, XLA_OPT_LEVELS, "--xla-opt-level"),
     ):
         if value is not None and value not in choices:
-            raise CeloBenchError(f"{flag} must be one of {', '.join(choices)}, got '{value}'")
+            raise CeloBenchError(
+                f"{flag} must be one of {', '.join(map(str, choices))}, got '{value}'"
+            )
 
 
 def _require_data(jobs: Sequence[plan.Job]) -> None:
     """Fail before any training when a job's dataset is missing (the error names the fix)."""
-    from celo_bench import data
-    from celo_bench.suite import canonical_json
-
-    seen = set()
     for job in jobs:
-        key = (job.task.dataset, canonical_json(job.task.data))
-        if key not in seen:
-            seen.add(key)
-            data.require(job.task.dataset, job.task.data)
+        if job.data_missing:
+            raise DataMissingError(job.data_missing)
 
 
 def status(config: RunConfig) -> dict:
-    """Counts of the grid's runs by state: total, done, missing, ok, diverged, failed."""
-    jobs, _, _ = plan_grid(config)
-    statuses = Store(config.results).statuses()
-    keys = [r.key for j in jobs for r in j.runs]
+    """Counts of the grid's runs by state, and what cannot run here and why.
+
+    Keys: total, done, missing, ok, diverged, failed, not_run (optimizer -> reason with the
+    fix), not_run_runs (runs of those optimizers), tasks (task -> total/done), unreadable
+    (one line per bad file in the store).
+    """
+    grid = plan_run(config)
+    statuses = grid.scan.statuses
+    keys = [r.key for j in grid.jobs for r in j.runs]
     got = [statuses.get(k) for k in keys]
     out = {
         "suite": config.suite,
@@ -136,10 +183,16 @@ def status(config: RunConfig) -> dict:
         "diverged": sum(s == "diverged" for s in got),
         "failed": sum(s == "failed" for s in got),
     }
+    out["not_run"] = dict(grid.not_run)
+    out["not_run_groups"] = [{"reason": r, "fix": f, "optimizers": n} for r, f, n in grid.not_run_groups()]
+    out["not_run_runs"] = sum(
+        statuses.get(r.key) is None for j in grid.jobs if j.optimizer.name in grid.not_run for r in j.runs
+    )
     per_task: dict[str, dict[str, int]] = {}
-    for j in jobs:
+    for j in grid.jobs:
         row = per_task.setdefault(j.task.name, {"total": 0, "done": 0})
         row["total"] += len(j.runs)
         row["done"] += sum(statuses.get(r.key) is not None for r in j.runs)
     out["tasks"] = per_task
+    out["unreadable"] = grid.scan.lines()
     return out

@@ -5,33 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.markup import escape
 from rich.table import Table
 
 from celo_bench.cli._common import FormatOpt, ResultsOpt, SuiteOpt, console, emit_json, split_names
+from celo_bench.cli._progress import GridProgress, print_not_run
+from celo_bench.cli._reporting import check_out_writable, write_report_if_stale
 from celo_bench.execute import EXECUTORS, EngineSettings
 from celo_bench.runner import RunConfig, run, status
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("runs"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 def run_command(
@@ -49,8 +30,10 @@ def run_command(
     ray_max_retries: int = typer.Option(None, "--ray-max-retries", min=0, envvar="CELO_BENCH_RAY_MAX_RETRIES", help="Ray: re-runs of a job whose worker died (default 3)."),
     steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop (default: measured per family)."),
     runs_strategy: str = typer.Option(None, "--runs-strategy", help="vmap | sequential (default: measured per family)."),
+    xla_opt_level: int = typer.Option(None, "--xla-opt-level", help="XLA backend optimisation level 0-3 (default: 0 for cheap CPU jobs, else XLA's). Part of the run key."),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-execute runs recorded as failed."),
+    data: str = typer.Option("real", "--data", help="real | synthetic: random stand-ins of the same shapes (no download; stored in results-synthetic/, never scored)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the grid is done."),
     reports_dir: Path = typer.Option(Path("reports"), "--out", help="Report folder."),
     fmt=FormatOpt,
@@ -58,63 +41,51 @@ def run_command(
     """Run the evaluation grid of a suite; only runs missing from the store are executed."""
     config = RunConfig(
         suite=suite, tasks=split_names(tasks), optimizers=split_names(optimizers), seeds=seeds,
-        steps=steps, results=results, executor=executor, address=address, retry_failed=retry_failed,
-        engine=EngineSettings(steps_strategy=steps_strategy, runs_strategy=runs_strategy, parallel_jobs=jobs),
+        steps=steps, results=results, executor=executor, address=address, retry_failed=retry_failed, data=data,
+        engine=EngineSettings(steps_strategy=steps_strategy, runs_strategy=runs_strategy,
+                              xla_opt_level=xla_opt_level, parallel_jobs=jobs),
         executor_options={"num_cpus": ray_cpus, "num_gpus": ray_gpus, "memory_gb": ray_memory_gb,
                           "max_retries": ray_max_retries},
     )
     quiet = fmt.value == "json"
-    progress = _progress()
-    state: dict = {}
-
-    def on_plan(todo):
-        n = sum(len(j.runs) for j in todo)
-        if not quiet:
-            progress.start()
-            state["bar"] = progress.add_task(f"{suite} grid", total=n)
-
-    def on_job(job, records):
-        bad = sum(r["status"] != "ok" for r in records)
-        if not quiet:
-            progress.update(state["bar"], advance=len(records))
-            note = f" [yellow]{bad} not ok[/]" if bad else ""
-            progress.console.log(f"{job.name}: {len(records)} runs{note}")
-
+    if report and data != "synthetic":
+        check_out_writable(reports_dir)
+    tracker = GridProgress(console, quiet=quiet)
     try:
-        summary = run(config, on_job=on_job, on_plan=on_plan)
+        summary = run(config, on_job=tracker.job_done, on_plan=tracker.start, on_grid=tracker.planned,
+                      on_wait=tracker.waiting)
+    except KeyboardInterrupt:
+        tracker.interrupted()
+        raise  # unreachable: interrupted() exits
     finally:
-        if not quiet and progress.live.is_started:
-            progress.stop()
+        tracker.stop()
     report_dir = None
-    if report:
-        report_dir = _report(suite, results, reports_dir, quiet)
+    if report and data == "synthetic":
+        if not quiet:
+            console.print(f"[dim]synthetic data: records in {config.results} are labelled "
+                          f"{suite}@synthetic and never scored[/]")
+    elif report:
+        report_dir = write_report_if_stale(suite, results, reports_dir, quiet, not_run=summary.unavailable,
+                                           grid=tracker.grid, changed=summary.executed > 0)
     if quiet:
         emit_json(summary.as_dict() | {"report": str(report_dir) if report_dir else None})
-    else:
-        console.print(
-            f"[bold]done[/]: executed {summary.executed}, skipped {summary.skipped} (already stored), "
-            f"diverged {summary.diverged}, failed {summary.failed} in {summary.seconds:.1f}s"
-        )
-        for name, why in summary.unavailable.items():
-            console.print(f"[yellow]skipped {name}[/]: {why}")
-        if report_dir:
-            console.print(f"report: {report_dir}")
-
-
-def _report(suite: str, results: Path, out: Path, quiet: bool) -> Path | None:
-    try:
-        from celo_bench.report import write_report
-    except ImportError:
-        if not quiet:
-            console.print("[dim]report skipped: the report module is not available in this build[/]")
-        return None
-    from celo_bench.errors import CeloBenchError
-
-    try:
-        return write_report(suite=suite, results=results, out=out)
-    except CeloBenchError as e:  # e.g. a partial grid without the Adam reference
-        console.print(f"[yellow]report skipped[/]: {e}")
-        return None
+        return
+    share = summary.compile_share
+    timing = (f"; compile {summary.compile_seconds:.0f}s + execution {summary.execute_seconds:.0f}s "
+              f"summed over jobs ({share:.0%} compile)") if share is not None else ""
+    console.print(
+        f"[bold]done[/]: executed {summary.executed}, already stored {summary.skipped}, "
+        f"diverged {summary.diverged}, failed {summary.failed} in {summary.seconds:.1f}s{timing}"
+    )
+    for note in summary.notes:
+        console.print(f"[yellow]{escape(note)}[/]", highlight=False)
+    if tracker.grid is not None:
+        print_not_run(tracker.grid.not_run_groups(), console)
+    if summary.failed_stored:
+        console.print(f"[yellow]{summary.failed_stored} runs of this grid are stored as failed[/]; "
+                      f"re-run them with `celo-bench run --suite {suite} --retry-failed`")
+    if report_dir:
+        console.print(f"report: {report_dir}")
 
 
 def status_command(suite: str = SuiteOpt, results: Path = ResultsOpt, fmt=FormatOpt) -> None:
@@ -133,6 +104,11 @@ def status_command(suite: str = SuiteOpt, results: Path = ResultsOpt, fmt=Format
         f"total {st['total']}  done {st['done']}  missing {st['missing']}  "
         f"ok {st['ok']}  diverged {st['diverged']}  failed {st['failed']}"
     )
+    for line in st["unreadable"]:
+        console.print(f"[yellow]{escape(line)}[/]")
+    if st["not_run"]:
+        console.print(f"not run here: {len(st['not_run'])} optimizers ({st['not_run_runs']} of the missing runs)")
+        print_not_run([(g["reason"], g["fix"], g["optimizers"]) for g in st["not_run_groups"]], console)
 
 
 def register(app: typer.Typer) -> None:

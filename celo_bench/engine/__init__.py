@@ -1,7 +1,7 @@
 """The vectorized training engine."""
 
-from celo_bench.engine._strategy import RUNS_CHOICES, STEPS_CHOICES, Strategy, default_strategy
 from celo_bench.engine._train import DEFAULT_MEMORY_BUDGET, JobResult, OptimizerBuilder, run_job
+from celo_bench.strategy import RUNS_CHOICES, STEPS_CHOICES, Strategy, default_strategy
 from celo_bench.versions import ENGINE_VERSION
 
 __all__ = [

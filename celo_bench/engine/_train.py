@@ -14,6 +14,7 @@ each run draws its own epoch permutations of the training split from its seed.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from celo_bench.engine._strategy import Strategy
+from celo_bench.strategy import Strategy
 from celo_bench.task import EVAL_SPLITS, Task
 
 OptimizerBuilder = Callable[[Mapping[str, jax.Array]], optax.GradientTransformationExtraArgs]
@@ -42,6 +43,22 @@ class RunState(NamedTuple):
 class RunConsts(NamedTuple):
     hparams: Any
     order: jax.Array  # (T + 1, batch) int32 indices into the train split
+    step_key: jax.Array
+    eval_key: jax.Array
+
+
+class RunStart(NamedTuple):
+    """What a seed fixes before the first update, whatever the optimizer.
+
+    Initial parameters and model state, the data order ``(T + 1, batch)`` and the step and
+    evaluation keys. It is computed by a small program of its own, compiled once per task and
+    horizon and shared by every job of that task, instead of inside each job's program (the
+    epoch permutations alone are a sort that took ~40 % of a small job's compile).
+    """
+
+    params: Any
+    model_state: Any
+    order: jax.Array
     step_key: jax.Array
     eval_key: jax.Array
 
@@ -90,12 +107,19 @@ class _Program:
     def optimizer(self, hparams: Any) -> optax.GradientTransformationExtraArgs:
         return _as_extra_args(self.make_optimizer(hparams))
 
-    def init(self, data: Any, hparams: Any, seed: jax.Array) -> tuple[RunState, RunConsts]:
+    def start(self, seed: jax.Array) -> RunStart:
+        """The optimizer-independent part of a run's initialisation (see :class:`RunStart`)."""
         k_init, k_data, k_step, k_eval = jax.random.split(jax.random.PRNGKey(seed), 4)
         params, model_state = self.task.init(k_init)
-        opt_state = self.optimizer(hparams).init(params)
         order = _data_order(k_data, self.n_train, self.batch, self.T + 1)
-        return RunState(params, model_state, opt_state), RunConsts(hparams, order, k_step, k_eval)
+        return RunStart(params, model_state, order, k_step, k_eval)
+
+    def init(self, data: Any, hparams: Any, start: RunStart) -> tuple[RunState, RunConsts]:
+        opt_state = self.optimizer(hparams).init(start.params)
+        return (
+            RunState(start.params, start.model_state, opt_state),
+            RunConsts(hparams, start.order, start.step_key, start.eval_key),
+        )
 
     def train_step(self, data: Any, consts: RunConsts, state: RunState, i: jax.Array):
         batch = jax.tree_util.tree_map(lambda a: a[consts.order[i]], data["train"])
@@ -112,6 +136,10 @@ class _Program:
         return RunState(params, model_state, opt_state), loss
 
     def eval_chunk(self, data: Any, consts: RunConsts, state: RunState, i: jax.Array, c: jax.Array):
+        return self.eval_loss(data, consts.eval_key, state.params, state.model_state, i, c)
+
+    def eval_loss(self, data: Any, eval_key: jax.Array, params: Any, model_state: Any, i: jax.Array,
+                  c: jax.Array):
         """Mean loss per eval split over chunk `c` (``chunk`` batches each) at step `i`.
 
         An evaluation of ``n`` batches is ``n / chunk`` chunks, so the regular and the final
@@ -119,7 +147,7 @@ class _Program:
         draw and evaluated in one batched forward pass (few, large ops compile and run
         fastest on CPU).
         """
-        k_idx, k_loss = jax.random.split(jax.random.fold_in(jax.random.fold_in(consts.eval_key, i), c))
+        k_idx, k_loss = jax.random.split(jax.random.fold_in(jax.random.fold_in(eval_key, i), c))
         S, g = len(EVAL_SPLITS), self.chunk
         u = jax.random.uniform(k_idx, (S, g, self.batch))
         batches = []
@@ -131,7 +159,7 @@ class _Program:
         stacked = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *batches)
 
         def one(batch, k):
-            return self.task.loss(state.params, state.model_state, k, batch)[0]
+            return self.task.loss(params, model_state, k, batch)[0]
 
         losses = jax.vmap(one)(stacked, jax.random.split(k_loss, S * g))
         return jnp.mean(losses.reshape(S, g), axis=1)
@@ -162,13 +190,17 @@ class _Program:
         The reference loop also applies an update at ``i == T``; its result is never
         observed, so only the loss it records is computed (no backward pass to compile).
         """
-        batch = jax.tree_util.tree_map(lambda a: a[consts.order[self.T]], data["train"])
-        key = jax.random.fold_in(consts.step_key, self.T)
-        return self.task.loss(state.params, state.model_state, key, batch)[0]
+        return self.last_loss(data, consts.order, consts.step_key, state.params, state.model_state)
 
-    def full_run(self, data, hparams, seed):
+    def last_loss(self, data, order, step_key, params, model_state):
+        """:meth:`final_loss` from what it reads only (shared by every optimizer of a task)."""
+        batch = jax.tree_util.tree_map(lambda a: a[order[self.T]], data["train"])
+        key = jax.random.fold_in(step_key, self.T)
+        return self.task.loss(params, model_state, key, batch)[0]
+
+    def full_run(self, data, hparams, start: RunStart):
         """The whole horizon as one scan over the schedule; each piece of code appears once."""
-        state, consts = self.init(data, hparams, seed)
+        state, consts = self.init(data, hparams, start)
         sched = jnp.asarray(self.schedule())
 
         def body(st, row):
@@ -196,86 +228,140 @@ class _Program:
         return train, evals
 
 
-def _timed_compile(fn, *args):
+def _timed_compile(fn, *args, opt_level: int | None = None):
+    """Compile `fn` for `args`; `opt_level` is XLA's backend optimisation level (None: XLA's)."""
     t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    lowered = jax.jit(fn).lower(*args)
+    options = {"xla_backend_optimization_level": opt_level} if opt_level is not None else None
+    compiled = lowered.compile(compiler_options=options) if options else lowered.compile()
     return compiled, time.perf_counter() - t0
 
 
-def _run_scan(prog: _Program, data, hparams, seeds, vmap: bool):
-    """The whole job as one program (vmap) or one single-run program reused (sequential)."""
-    if vmap:
-        fn = jax.vmap(prog.full_run, in_axes=(None, 0, 0))
-        compiled, c = _timed_compile(fn, data, hparams, seeds)
-        t0 = time.perf_counter()
-        outs = [np.asarray(x) for x in jax.block_until_ready(compiled(data, hparams, seeds))]
-        return (*prog.assemble(*outs), c, time.perf_counter() - t0, 1)
-    one = jax.tree_util.tree_map(lambda a: a[0], (hparams, seeds))
-    compiled, c = _timed_compile(prog.full_run, data, *one)
-    t0 = time.perf_counter()
-    outs = []
-    for r in range(seeds.shape[0]):
-        args = jax.tree_util.tree_map(lambda a, r=r: a[r], (hparams, seeds))
-        outs.append([np.asarray(x) for x in jax.block_until_ready(compiled(data, *args))])
-    stacked = [np.stack([o[k] for o in outs]) for k in range(3)]
-    return (*prog.assemble(*stacked), c, time.perf_counter() - t0, 1)
+_START_LOCK = threading.Lock()
+_START_FNS: dict[tuple[int, int, int], Callable] = {}
+_START_CACHE: dict[tuple[int, int, tuple[int, ...]], RunStart] = {}
 
 
-def _run_loop(prog: _Program, data, hparams, seeds, vmap: bool, block_size: int):
-    """Python loop over jitted pieces: eval chunk, a block of steps, the final loss.
+def _starts(prog: _Program, seeds: np.ndarray) -> tuple[RunStart, float]:
+    """Every run's :class:`RunStart` (leading axis ``R``) and the seconds spent compiling.
 
-    Fast for convolutions on CPU, where gradients inside ``lax.scan`` are slow.
+    Computed once per distinct seed by one program per (task, horizon), shared by every job
+    of the task: the grid's jobs differ in optimizer and hyper-parameters, not in what a seed
+    fixes. Results stay on the host and are cached for the process.
     """
-    block_size = math.gcd(block_size, prog.every)  # blocks never straddle an evaluation
+    uniq, inverse = np.unique(seeds, return_inverse=True)
+    ident = (id(prog.task), prog.T)
+    compile_s = 0.0
+    with _START_LOCK:
+        cached = _START_CACHE.get((*ident, tuple(int(u) for u in uniq)))
+        if cached is None:
+            fn = _START_FNS.get((*ident, len(uniq)))
+            args = jnp.asarray(uniq, dtype=jnp.uint32)
+            if fn is None:
+                fn, compile_s = _timed_compile(jax.vmap(prog.start), args)
+                _START_FNS[(*ident, len(uniq))] = fn
+            cached = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(fn(args)))
+            if len(_START_CACHE) > 64:
+                _START_CACHE.clear()
+            _START_CACHE[(*ident, tuple(int(u) for u in uniq))] = cached
+    return jax.tree_util.tree_map(lambda a: a[inverse], cached), compile_s
+
+
+def _take(tree: Any, r: int) -> Any:
+    return jax.tree_util.tree_map(lambda a: a[r], tree)
+
+
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[tuple, Any] = {}
+
+
+def _shared(key: tuple, build: Callable[[], tuple[Any, float]]) -> tuple[Any, float]:
+    """A compiled program shared by every job of a task, compiled by the first that needs it.
+
+    Returns the program and the compile seconds charged to this call (0 when it existed).
+    """
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            return _SHARED[key], 0.0
+        compiled, seconds = build()
+        if len(_SHARED) > 256:
+            _SHARED.clear()
+        _SHARED[key] = compiled
+        return compiled, seconds
+
+
+def _run_blocks(
+    prog: _Program, data, hparams, starts: RunStart, vmap: bool, block: int, unroll: bool,
+    opt_level: int | None,
+):
+    """Train the job's runs: Python over the evaluation schedule, compiled pieces inside.
+
+    Per job, two programs are compiled: the optimizer's ``init`` and a block of `block`
+    training steps (a ``lax.scan``; unrolled when `unroll`). The evaluation chunk and the
+    final minibatch loss read only parameters, model state and keys, so one compiled copy
+    of each serves every job of the task with the same number of runs: on small tasks the
+    compile of a job (which dominated the quick tier) is then its update rule, not the model
+    evaluated three ways. With ``vmap`` every program is batched over the runs; otherwise
+    one single-run copy of each is reused run after run.
+
+    Returns ``(train (R, T+1), evals (R, E, splits), compile s, run s, programs)``.
+    """
+    R = starts.order.shape[0]
     wrap = (lambda f, axes: jax.vmap(f, in_axes=axes)) if vmap else (lambda f, axes: f)
 
-    def steps(data, consts, state, start):
-        return prog.train_steps(data, consts, state, start, block_size, unroll=True)
+    def steps(data, consts, state, i):
+        return prog.train_steps(data, consts, state, i, block, unroll=unroll)
 
     f_init = wrap(prog.init, (None, 0, 0))
-    f_eval = wrap(prog.eval_chunk, (None, 0, 0, None, None))
     f_steps = wrap(steps, (None, 0, 0, None))
-    f_last = wrap(prog.final_loss, (None, 0, 0))
+    f_eval = wrap(prog.eval_loss, (None, 0, 0, 0, None, None))
+    f_last = wrap(prog.last_loss, (None, 0, 0, 0, 0))
     sched = prog.schedule()
+    i0 = jnp.asarray(0, jnp.int32)
 
-    def run_one(hp, sd, compiled=None):
-        t_compile = 0.0
-        if compiled is None:
-            ci, a = _timed_compile(f_init, data, hp, sd)
-            state0, consts0 = ci(data, hp, sd)
-            i0 = jnp.asarray(0, jnp.int32)
-            ce, b = _timed_compile(f_eval, data, consts0, state0, i0, i0)
-            cs, c = _timed_compile(f_steps, data, consts0, state0, i0)
-            cl, d = _timed_compile(f_last, data, consts0, state0)
-            compiled, t_compile = (ci, ce, cs, cl), a + b + c + d
-        ci, ce, cs, cl = compiled
+    def compile_job(hp, st):
+        ci, a = _timed_compile(f_init, data, hp, st, opt_level=opt_level)
+        state0, consts0 = ci(data, hp, st)
+        cs, b = _timed_compile(f_steps, data, consts0, state0, i0, opt_level=opt_level)
+        ident = (id(prog.task), prog.T, vmap, R if vmap else 1, opt_level)
+        ce, c = _shared(("eval", *ident), lambda: _timed_compile(
+            f_eval, data, consts0.eval_key, state0.params, state0.model_state, i0, i0, opt_level=opt_level))
+        cl, d = _shared(("last", *ident), lambda: _timed_compile(
+            f_last, data, consts0.order, consts0.step_key, state0.params, state0.model_state,
+            opt_level=opt_level))
+        return (ci, cs, ce, cl), a + b + c + d
+
+    def run_one(hp, st, compiled):
+        ci, cs, ce, cl = compiled
         t0 = time.perf_counter()
-        state, consts = ci(data, hp, sd)
+        state, consts = ci(data, hp, st)
         evs, losses = [], []
         for step, chunk, trains in sched:
-            evs.append(ce(data, consts, state, jnp.asarray(step), jnp.asarray(chunk)))
-            block = []
+            evs.append(ce(data, consts.eval_key, state.params, state.model_state,
+                          jnp.asarray(step, jnp.int32), jnp.asarray(chunk, jnp.int32)))
+            row = []
             if trains:
-                for start in range(step, step + prog.every, block_size):
-                    state, loss = cs(data, consts, state, jnp.asarray(start, jnp.int32))
-                    block.append(loss)
-            losses.append(block)
-        last = jax.block_until_ready(cl(data, consts, state))
+                for i in range(step, step + prog.every, block):
+                    state, loss = cs(data, consts, state, jnp.asarray(i, jnp.int32))
+                    row.append(loss)
+            losses.append(row)
+        last = jax.block_until_ready(cl(data, consts.order, consts.step_key, state.params, state.model_state))
         ax = 1 if vmap else 0
         ev = np.stack([np.asarray(e) for e in evs], axis=ax)
-        tr = np.stack([np.concatenate([np.asarray(x) for x in b], axis=-1) if b else
-                       np.zeros(np.shape(last) + (prog.every,), np.float32) for b in losses], axis=ax)
-        return (ev, tr, np.asarray(last)), t_compile, time.perf_counter() - t0, compiled
+        tr = np.stack([np.concatenate([np.asarray(x) for x in r], axis=-1) if r else
+                       np.zeros(np.shape(last) + (prog.every,), np.float32) for r in losses], axis=ax)
+        return (ev, tr, np.asarray(last)), time.perf_counter() - t0
 
     if vmap:
-        raw, c, r, _ = run_one(hparams, seeds)
+        compiled, c = compile_job(hparams, starts)
+        raw, r = run_one(hparams, starts, compiled)
         return (*prog.assemble(*raw), c, r, 4)
-    compiled, raws, c_total, r_total = None, [], 0.0, 0.0
-    for r in range(seeds.shape[0]):
-        hp, sd = jax.tree_util.tree_map(lambda a, r=r: a[r], (hparams, seeds))
-        raw, c, t, compiled = run_one(hp, sd, compiled)
+    compiled, c_total = compile_job(_take(hparams, 0), _take(starts, 0))
+    raws, r_total = [], 0.0
+    for r in range(R):
+        raw, t = run_one(_take(hparams, r), _take(starts, r), compiled)
         raws.append(raw)
-        c_total, r_total = c_total + c, r_total + t
+        r_total += t
     stacked = [np.stack([x[k] for x in raws]) for k in range(3)]
     return (*prog.assemble(*stacked), c_total, r_total, 4)
 
@@ -311,7 +397,7 @@ def run_job(
       hparams: hyper-parameter name -> array of shape ``(R,)``.
       seeds: integer array of shape ``(R,)``.
       num_steps: horizon ``T`` (multiple of the task's ``eval_every``).
-      strategy: how to compile (see :mod:`celo_bench.engine._strategy`).
+      strategy: how to compile (see :mod:`celo_bench.strategy`).
       memory_budget: bytes; jobs whose runs exceed it are split into chunks.
       max_runs_per_program: optional hard cap on runs per compiled program.
 
@@ -329,15 +415,18 @@ def run_job(
     if max_runs_per_program:
         chunk = min(chunk, max_runs_per_program)
     vmap = strategy.runs == "vmap"
-    trains, evalss, compile_s, run_s, programs = [], [], 0.0, 0.0, 0
+    starts, compile_s = _starts(prog, seeds)
+    trains, evalss, run_s, programs = [], [], 0.0, 0
+    level = strategy.xla_opt_level
     for lo in range(0, R, chunk):
         sl = slice(lo, lo + chunk)
         hp_c = {k: jnp.asarray(v[sl]) for k, v in hp.items()}
-        sd_c = jnp.asarray(seeds[sl])
-        if strategy.steps == "scan":
-            train, evals, c, r, n = _run_scan(prog, data, hp_c, sd_c, vmap)
-        else:
-            train, evals, c, r, n = _run_loop(prog, data, hp_c, sd_c, vmap, strategy.block_size)
+        st_c = jax.tree_util.tree_map(lambda a, sl=sl: jnp.asarray(a[sl]), starts)
+        if strategy.steps == "scan":  # a block is the steps between two evaluations, one scan
+            block, unroll = prog.every, False
+        else:  # a block of `block_size` steps (1: no loop at all, fast for convolutions on CPU)
+            block, unroll = math.gcd(strategy.block_size, prog.every), True
+        train, evals, c, r, n = _run_blocks(prog, data, hp_c, st_c, vmap, block, unroll, level)
         trains.append(train)
         evalss.append(evals)
         compile_s, run_s, programs = compile_s + c, run_s + r, programs + n

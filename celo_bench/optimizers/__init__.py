@@ -41,20 +41,26 @@ def _check_hparams(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> None:
 
 
 def builder(
-    spec: OptimizerSpec, *, num_steps: int, checkpoint: str | None = None, meta_params: Any = None
+    spec: OptimizerSpec,
+    *,
+    num_steps: int,
+    checkpoint: str | None = None,
+    meta_params: Any = None,
+    sha256: str | None = None,
 ):
     """Return ``make(hparams) -> GradientTransformationExtraArgs`` for `spec`.
 
     Meta-parameters of a learned optimizer are loaded once here (from `meta_params`,
     `checkpoint`, or the spec's checkpoint source) and closed over; hyper-parameters
-    arrive at call time and may be traced.
+    arrive at call time and may be traced. `sha256`, when given, is the hash the loaded
+    checkpoint bytes must have (the one planned into the run keys).
     """
     entry: FactoryEntry = factory(spec.factory)
     defaults = dict(spec.defaults)
     if entry.learned and meta_params is None:
         from celo_bench.optimizers.checkpoint import load_for_spec
 
-        meta_params = load_for_spec(spec, checkpoint)
+        meta_params = load_for_spec(spec, checkpoint, sha256=sha256)
 
     def make(hparams: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
         kwargs = {**defaults, **dict(hparams)}

@@ -1,0 +1,114 @@
+"""Progress of a grid that a person can follow, on a terminal or in a log file.
+
+Up front: jobs and runs to execute, runs already stored, optimizers that cannot run here.
+Then one line per finished job with ``k/N`` jobs, runs done, elapsed time and ETA — printed
+as plain lines when stderr is not a terminal (a log file, CI), with a live bar when it is.
+Ctrl-C ends with one line: interrupted, how many runs are stored, re-run to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from celo_bench.runner import GridPlan
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class GridProgress:
+    """Callbacks for :func:`celo_bench.runner.run` that print the grid's progress."""
+
+    def __init__(self, console: Console, *, quiet: bool = False):
+        self.console, self.quiet = console, quiet
+        self.grid: GridPlan | None = None
+        self.jobs_total = self.runs_total = self.jobs_done = self.runs_done = 0
+        self.t0 = time.perf_counter()
+        self.live = console.is_terminal and not quiet
+        self.bar: Progress | None = None
+
+    # ------------------------------------------------------------------ callbacks
+    def planned(self, grid: GridPlan) -> None:
+        self.grid = grid
+
+    def start(self, todo: Sequence) -> None:
+        self.jobs_total = len(todo)
+        self.runs_total = sum(len(j.runs) for j in todo)
+        self.t0 = time.perf_counter()
+        if self.quiet:
+            return
+        g = self.grid
+        stored = g.stored if g else 0
+        skipped = f", {len(g.not_run)} optimizers not run here (see the end)" if g and g.not_run else ""
+        self.console.print(
+            f"grid: {self.jobs_total} jobs, {self.runs_total} runs to execute, {stored} already "
+            f"stored{skipped}", highlight=False,
+        )
+        if self.live and self.jobs_total:
+            self.bar = Progress(TextColumn("[bold]grid"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("runs"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+                                console=self.console, transient=True)
+            self.bar.start()
+            self.bar_task = self.bar.add_task("grid", total=self.runs_total, eta="")
+
+    def job_done(self, job, records) -> None:
+        self.jobs_done += 1
+        self.runs_done += len(records)
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.t0
+        left = self.runs_total - self.runs_done
+        eta = elapsed / self.runs_done * left if self.runs_done else 0.0
+        bad = sum(r["status"] != "ok" for r in records)
+        rec = records[0] if records else None
+        timing = (f", compile {rec['compile_seconds'] or 0:.1f}s + run {rec['run_seconds'] or 0:.1f}s"
+                  if rec is not None and rec["status"] != "failed" else "")
+        note = f", {bad} not ok" if bad else ""
+        line = (f"[{self.jobs_done}/{self.jobs_total} jobs | {self.runs_done}/{self.runs_total} runs | "
+                f"{_clock(elapsed)} elapsed | ETA {_clock(eta)}] {job.name}: {len(records)} runs{note}{timing}")
+        if self.bar is not None:
+            self.bar.update(self.bar_task, advance=len(records), eta=f"ETA {_clock(eta)}")
+            self.bar.console.print(escape(line), highlight=False)
+        else:
+            self.console.print(escape(line), highlight=False, soft_wrap=True)
+
+    def waiting(self, job) -> None:
+        if not self.quiet:
+            self.console.print(escape(f"waiting for {job.name}: another process on this results "
+                                      "folder is training it"), highlight=False)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def interrupted(self) -> None:
+        """Print the one line of a Ctrl-C and leave at once (code 130)."""
+        self.stop()
+        stored = (self.grid.stored if self.grid else 0) + self.runs_done
+        sys.stderr.write(f"\ninterrupted: {stored} runs of this grid are stored ({self.runs_done} "
+                         "from this session); re-run the same command to resume\n")
+        sys.stderr.flush()
+        os._exit(130)  # jobs in flight are abandoned; their records were never half-written
+
+
+def print_not_run(groups: Sequence[tuple[str, str, Sequence[str]]], console: Console | None = None) -> None:
+    """One line per reason an optimizer of the grid did not run here, with its fix."""
+    console = console or Console(stderr=True)
+    for reason, fix, names in groups:
+        text = f"not run: {', '.join(names)}: {reason}" + (f"; fix: {fix}" if fix else "")
+        console.print(f"[yellow]{escape(text)}[/]", highlight=False, soft_wrap=True)
+
+
+__all__ = ["GridProgress", "print_not_run"]

@@ -1,0 +1,93 @@
+"""The report step of ``celo-bench run``: checked up front, skipped when already current."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from rich.markup import escape
+
+from celo_bench import __version__
+from celo_bench.cli._common import console
+from celo_bench.errors import CeloBenchError
+from celo_bench.runner import GridPlan
+from celo_bench.store import Store
+
+STAMP = ".celo-bench-report"
+"""The report folder's marker file; ``run`` keeps in it what the report was made from."""
+
+
+def check_out_writable(out: Path) -> None:
+    """Raise one line now if report folder `out` could not be written (before any training).
+
+    A report is written into a temporary folder beside `out` and swapped in whole, so the
+    parent folder must accept new folders.
+
+    Raises:
+      CeloBenchError: names `out` and the problem.
+    """
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        if out.exists() and not out.is_dir():
+            raise CeloBenchError(f"report folder {out} cannot be written: it is a file; choose another --out")
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".celo-bench-probe-", dir=parent)
+        os.rmdir(probe)
+    except OSError as e:
+        raise CeloBenchError(
+            f"report folder {out} cannot be written ({e.strerror or e}); choose another --out or "
+            "fix its permissions (nothing was run)"
+        ) from None
+
+
+def report_stamp(grid: GridPlan, suite: str, not_run: Mapping[str, str], results: Path) -> str:
+    """A fingerprint of everything a report of `grid` is made from (the store as it is now)."""
+    statuses = Store(results).scan().statuses
+    planned = sorted((r.key, statuses.get(r.key) or "") for j in grid.jobs for r in j.runs)
+    payload = {"suite": suite, "runs": planned, "not_run": dict(sorted(not_run.items())),
+               "version": __version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def write_report_if_stale(
+    suite: str,
+    results: Path,
+    out: Path,
+    quiet: bool,
+    *,
+    not_run: Mapping[str, str],
+    grid: GridPlan | None,
+    changed: bool,
+) -> Path | None:
+    """Write the report of `suite` into `out` unless the one there is already current."""
+    from celo_bench.report import write_report  # deferred: plotting libraries are slow to import
+
+    stamp = report_stamp(grid, suite, not_run, results) if grid is not None else None
+    stamp_file = Path(out) / STAMP
+    if not changed and stamp and stamp_file.is_file():
+        try:
+            if json.loads(stamp_file.read_text()).get("stamp") == stamp:
+                if not quiet:
+                    console.print(f"report current: {out} (nothing new since it was written)")
+                return Path(out)
+        except (OSError, ValueError):
+            pass
+    try:
+        path = write_report(suite=suite, results=results, out=out, not_run=dict(not_run))
+    except CeloBenchError as e:  # e.g. a partial grid without the Adam reference
+        console.print(f"[yellow]report skipped[/]: {escape(str(e))}")
+        return None
+    if stamp:
+        try:
+            (Path(path) / STAMP).write_text(json.dumps({"stamp": stamp}))
+        except OSError:
+            pass  # the report is whole; only the next run's shortcut is lost
+    return path
+
+
+__all__ = ["STAMP", "check_out_writable", "report_stamp", "write_report_if_stale"]
