@@ -142,10 +142,7 @@ def expand(
             ospec = replace(ospec, grid={k: tuple(v) for k, v in grid.items()})
             config = canonical_json({"task": tspec.resolved(), "optimizer": ospec.resolved()})
             points = grid_points(ospec.grid)
-            strategy = default_strategy(
-                tspec.family, backend, {**dict(tspec.strategy), **overrides},
-                runs=len(points) * n_seeds, steps=T, batch_size=tspec.batch_size,
-            )
+            strategy = default_strategy(tspec.family, backend, {**dict(tspec.strategy), **overrides})
             w = inputs.weights_input(ospec)
             execution = strategy.as_key()
             unavailable = w.unavailable if w else ""

@@ -12,6 +12,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+# Tests never reach the network: the Hugging Face hub is offline (no socket is opened).
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 # Share compiled programs between tests (and test runs) without touching the user's cache.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "celo-bench-test-jax"))
 

@@ -63,6 +63,8 @@ def write_report_if_stale(
     not_run: Mapping[str, str],
     grid: GridPlan | None,
     changed: bool,
+    steps: int | None = None,
+    seeds: int | None = None,
 ) -> Path | None:
     """Write the report of `suite` into `out` unless the one there is already current."""
     from celo_bench.report import write_report  # deferred: plotting libraries are slow to import
@@ -78,7 +80,8 @@ def write_report_if_stale(
         except (OSError, ValueError):
             pass
     try:
-        path = write_report(suite=suite, results=results, out=out, not_run=dict(not_run))
+        path = write_report(suite=suite, results=results, out=out, not_run=dict(not_run), steps=steps,
+                            seeds=seeds)
     except CeloBenchError as e:  # e.g. a partial grid without the Adam reference
         console.print(f"[yellow]report skipped[/]: {escape(str(e))}")
         return None

@@ -8,6 +8,7 @@ as one line with exit code 2 before any compilation starts.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -121,7 +122,9 @@ def meta_train_command(
         if install:
             from celo_bench.metatrain.install import install as install_run  # heavy: the optimizers
 
-            result["installed"] = str(install_run(Path(result.get("final_checkpoint", result["checkpoint"])).parent))
+            made_by = " ".join(["celo-bench", *(a for a in sys.argv[1:] if a != "--install")])
+            result["installed"] = str(install_run(Path(result.get("final_checkpoint", result["checkpoint"])).parent,
+                                                  command=made_by))
     finally:
         if progress.live.is_started:
             progress.stop()

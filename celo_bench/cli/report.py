@@ -14,6 +14,7 @@ from celo_bench.cli._common import FormatOpt, ResultsOpt, SuiteOpt, console, emi
 from celo_bench.cli._plan_options import CoverageRuleOpt, PlanSeedsOpt, PlanStepsOpt
 from celo_bench.errors import CeloBenchError
 from celo_bench.report import embed, write_report
+from celo_bench.runner import RunConfig, plan_run
 
 
 def report_command(
@@ -33,8 +34,10 @@ def report_command(
     """Write leaderboard.md, index.html, figures (PNG/PDF) and tables (CSV/MD/TeX) to --out."""
     t0 = time.perf_counter()
     command = "celo-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
+    planned = plan_run(RunConfig(suite=suite, results=results_path(results), steps=steps, seeds=seeds))
     folder = write_report(suite=suite, results=results_path(results), out=out, reps=reps, seed=seed,
-                          command=command, steps=steps, seeds=seeds, coverage_rule=coverage_rule)
+                          command=command, steps=steps, seeds=seeds, coverage_rule=coverage_rule,
+                          not_run=planned.not_run)
     embedded = None
     if embed_into is not None:
         if not embed(Path(folder / "leaderboard.md").read_text(encoding="utf-8"), embed_into):

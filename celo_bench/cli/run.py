@@ -66,7 +66,8 @@ def run_command(
                           f"{suite}@synthetic and never scored[/]")
     elif report:
         report_dir = write_report_if_stale(suite, results, reports_dir, quiet, not_run=summary.unavailable,
-                                           grid=tracker.grid, changed=summary.executed > 0)
+                                           grid=tracker.grid, changed=summary.executed > 0,
+                                           steps=steps, seeds=seeds)
     if quiet:
         emit_json(summary.as_dict() | {"report": str(report_dir) if report_dir else None})
         return

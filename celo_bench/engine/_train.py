@@ -32,6 +32,8 @@ OptimizerBuilder = Callable[[Mapping[str, jax.Array]], optax.GradientTransformat
 """Maps (possibly traced) hyper-parameters to an optimizer; called inside the program."""
 
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
+META_KEY = "meta_params"
+"""Key of a learned optimizer's meta-parameters among a program's shared inputs."""
 
 
 class RunState(NamedTuple):
@@ -104,7 +106,17 @@ class _Program:
         self.n_train = task.dataset.size("train")
         self.chunk = math.gcd(self.eval_batches, self.last_eval_batches)
 
-    def optimizer(self, hparams: Any) -> optax.GradientTransformationExtraArgs:
+    def optimizer(self, hparams: Any, data: Any = None) -> optax.GradientTransformationExtraArgs:
+        """The optimizer for `hparams`; a learned one reads its meta-parameters from ``data``.
+
+        Meta-parameters travel as a program input (``data["meta_params"]``), not as constants
+        baked into the program, so two weights of one architecture (published Celo and the
+        cpu-diet Celo) run the same compiled program: the persistent compilation cache serves
+        the second.
+        """
+        meta = None if data is None else data.get(META_KEY)
+        if meta is not None:
+            return _as_extra_args(self.make_optimizer(hparams, meta_params=meta))
         return _as_extra_args(self.make_optimizer(hparams))
 
     def start(self, seed: jax.Array) -> RunStart:
@@ -115,7 +127,7 @@ class _Program:
         return RunStart(params, model_state, order, k_step, k_eval)
 
     def init(self, data: Any, hparams: Any, start: RunStart) -> tuple[RunState, RunConsts]:
-        opt_state = self.optimizer(hparams).init(start.params)
+        opt_state = self.optimizer(hparams, data).init(start.params)
         return (
             RunState(start.params, start.model_state, opt_state),
             RunConsts(hparams, start.order, start.step_key, start.eval_key),
@@ -129,7 +141,7 @@ class _Program:
             return self.task.loss(p, state.model_state, key, batch)
 
         (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer(consts.hparams).update(
+        updates, opt_state = self.optimizer(consts.hparams, data).update(
             grads, state.opt_state, state.params, loss=loss
         )
         params = optax.apply_updates(state.params, updates)
@@ -318,6 +330,7 @@ def _run_blocks(
     f_last = wrap(prog.last_loss, (None, 0, 0, 0, 0))
     sched = prog.schedule()
     i0 = jnp.asarray(0, jnp.int32)
+    plain = {k: v for k, v in data.items() if k != META_KEY}  # what the shared programs read
 
     def compile_job(hp, st):
         ci, a = _timed_compile(f_init, data, hp, st, opt_level=opt_level)
@@ -325,9 +338,9 @@ def _run_blocks(
         cs, b = _timed_compile(f_steps, data, consts0, state0, i0, opt_level=opt_level)
         ident = (id(prog.task), prog.T, vmap, R if vmap else 1, opt_level)
         ce, c = _shared(("eval", *ident), lambda: _timed_compile(
-            f_eval, data, consts0.eval_key, state0.params, state0.model_state, i0, i0, opt_level=opt_level))
+            f_eval, plain, consts0.eval_key, state0.params, state0.model_state, i0, i0, opt_level=opt_level))
         cl, d = _shared(("last", *ident), lambda: _timed_compile(
-            f_last, data, consts0.order, consts0.step_key, state0.params, state0.model_state,
+            f_last, plain, consts0.order, consts0.step_key, state0.params, state0.model_state,
             opt_level=opt_level))
         return (ci, cs, ce, cl), a + b + c + d
 
@@ -337,7 +350,7 @@ def _run_blocks(
         state, consts = ci(data, hp, st)
         evs, losses = [], []
         for step, chunk, trains in sched:
-            evs.append(ce(data, consts.eval_key, state.params, state.model_state,
+            evs.append(ce(plain, consts.eval_key, state.params, state.model_state,
                           jnp.asarray(step, jnp.int32), jnp.asarray(chunk, jnp.int32)))
             row = []
             if trains:
@@ -345,7 +358,7 @@ def _run_blocks(
                     state, loss = cs(data, consts, state, jnp.asarray(i, jnp.int32))
                     row.append(loss)
             losses.append(row)
-        last = jax.block_until_ready(cl(data, consts.order, consts.step_key, state.params, state.model_state))
+        last = jax.block_until_ready(cl(plain, consts.order, consts.step_key, state.params, state.model_state))
         ax = 1 if vmap else 0
         ev = np.stack([np.asarray(e) for e in evs], axis=ax)
         tr = np.stack([np.concatenate([np.asarray(x) for x in r], axis=-1) if r else
@@ -410,7 +423,11 @@ def run_job(
     R = seeds.shape[0]
     hp = {k: np.asarray(v, dtype=np.float32).reshape(R) for k, v in hparams.items()}
     prog = _Program(task, make_optimizer, num_steps)
-    data = jax.device_put({s: dict(task.dataset.splits[s]) for s in ("train", *EVAL_SPLITS[1:])})
+    data = {s: dict(task.dataset.splits[s]) for s in ("train", *EVAL_SPLITS[1:])}
+    meta = getattr(make_optimizer, "meta_params", None)
+    if meta is not None:
+        data[META_KEY] = meta
+    data = jax.device_put(data)
     chunk = max(1, memory_budget // max(1, _bytes_per_run(task, num_steps)))
     if max_runs_per_program:
         chunk = min(chunk, max_runs_per_program)

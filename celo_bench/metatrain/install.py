@@ -1,14 +1,19 @@
-"""Install a finished meta-training run as the weights of a ``local://`` optimizer spec.
+"""Install a finished meta-training run as the weights of a ``*_cpu_diet`` optimizer spec.
 
 ``celo-bench meta-train ARCH --preset cpu --select-best --install`` copies the chosen
 checkpoint (``OUT/best``, else ``OUT``) with its card and the run's ``selection.json`` to
-``<weights root>/<arch>_<preset>_diet/``. The committed specs ``baselines/*_cpu_diet.toml``
-point there (``local://<name>``), so the weights made here run from any folder and offline,
-labelled apart from published ones, while no checkpoint is ever committed.
+``<weights root>/<arch>_<preset>_diet/`` (``$CELO_BENCH_WEIGHTS``, default
+``~/.cache/celo-bench/weights``), and completes the card with what remakes the weights: the
+exact command, the sha256 of ``theta.state`` and the chosen outer step.
+
+The project's own cpu-diet weights ship as package data made the same way (the weights
+root set to ``celo_bench/weights``). Your own remake is used instead of the shipped copy by
+pointing ``$CELO_BENCH_CHECKPOINTS`` at the weights root (same ``<name>/theta.state`` layout).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -18,8 +23,11 @@ from celo_bench.metatrain import artifacts
 from celo_bench.optimizers import checkpoint as ckpt
 
 
-def install(out: str | Path, root: str | Path | None = None) -> Path:
-    """Copy run `out` (or its ``best/``) into `root` (default: the weights root); returns the folder."""
+def install(out: str | Path, root: str | Path | None = None, *, command: str | None = None) -> Path:
+    """Copy run `out` (or its ``best/``) into `root` (default: the weights root); returns the folder.
+
+    `command` is the command line that made the run (recorded in the card as ``command``).
+    """
     run = Path(out)
     chosen = run / "best" if (run / "best" / ckpt.FILENAME).is_file() else run
     if not (chosen / ckpt.FILENAME).is_file() or not (chosen / artifacts.CARD_JSON).is_file():
@@ -31,13 +39,27 @@ def install(out: str | Path, root: str | Path | None = None) -> Path:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for f in (ckpt.FILENAME, artifacts.CARD_JSON, artifacts.CARD_MD):
-        shutil.copy2(chosen / f, tmp / f)
+    shutil.copy2(chosen / ckpt.FILENAME, tmp / ckpt.FILENAME)
+    card["sha256"] = hashlib.sha256((chosen / ckpt.FILENAME).read_bytes()).hexdigest()
+    card["chosen_step"] = card.get("selected_step", card.get("outer_step"))
+    if command:
+        card["command"] = command
+    artifacts.write_json(tmp / artifacts.CARD_JSON, card)
+    (tmp / artifacts.CARD_MD).write_text(artifacts.card_markdown(card) + _remake_note(card))
     if (run / "selection.json").is_file():
         shutil.copy2(run / "selection.json", tmp / "selection.json")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.replace(dest)  # never a half-installed folder
     return dest
+
+
+def _remake_note(card: dict) -> str:
+    lines = ["", "## Remake", ""]
+    if card.get("command"):
+        lines.append(f"- **Command:** `{card['command']}`")
+    lines += [f"- **Chosen outer step:** {card.get('chosen_step')}",
+              f"- **sha256 of theta.state:** `{card['sha256']}`", ""]
+    return "\n".join(lines)
 
 
 __all__ = ["install"]

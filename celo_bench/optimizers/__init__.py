@@ -62,15 +62,18 @@ def builder(
 
         meta_params = load_for_spec(spec, checkpoint, sha256=sha256)
 
-    def make(hparams: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
+    def make(hparams: Mapping[str, Any], meta_params: Any = None) -> optax.GradientTransformationExtraArgs:
         kwargs = {**defaults, **dict(hparams)}
-        opt = entry.fn(meta_params, **kwargs, num_steps=num_steps) if entry.learned else entry.fn(
-            **kwargs, num_steps=num_steps
-        )
+        if entry.learned:
+            theta = meta_params if meta_params is not None else make.meta_params
+            opt = entry.fn(theta, **kwargs, num_steps=num_steps)
+        else:
+            opt = entry.fn(**kwargs, num_steps=num_steps)
         if not isinstance(opt, optax.GradientTransformationExtraArgs):
             opt = optax.with_extra_args_support(opt)
         return opt
 
+    make.meta_params = meta_params if entry.learned else None  # type: ignore[attr-defined]
     return make
 
 

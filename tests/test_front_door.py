@@ -1,0 +1,224 @@
+"""The main job's front door: shipped weights, the not-run summary, progress, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from celo_bench import inputs, plan, weights
+from celo_bench.optimizers import checkpoint as ck
+from celo_bench.optimizers import factory
+from celo_bench.suite import load_registry
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_WEIGHTS = REPO.parent / "shared" / "weights"
+PUBLISHED = ("celo", "celo_adam")
+
+
+def _cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600):
+    full = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "celo_bench.cli", *args], capture_output=True, text=True,
+                          env=full, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def no_sockets(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*a, **k):
+        raise AssertionError("a socket was opened")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_shipped_published_weights_match_spec_notice_and_source(name):
+    spec = load_registry().optimizer(name)
+    path = weights.packaged(name)
+    assert path is not None, f"{name} is not shipped as package data"
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sha == spec.checkpoint["sha256"]
+    notice = (path.parents[1] / "NOTICE.md").read_text()
+    assert sha in notice and "66d976116f39" in notice and "MIT License" in notice
+    assert "Permission is hereby granted, free of charge" in notice
+    if (SHARED_WEIGHTS / name / "theta.state").is_file():  # byte-identical to the published copy
+        assert path.read_bytes() == (SHARED_WEIGHTS / name / "theta.state").read_bytes()
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_shipped_weights_load_offline_with_no_checkpoint_folder(name, monkeypatch, no_sockets):
+    monkeypatch.delenv(ck.ENV_FOLDER, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = load_registry().optimizer(name)
+    found = weights.locate(spec)
+    assert found.origin == "package"
+    theta = ck.load_for_spec(spec)
+    n = sum(np.size(v) for v in ck.flatten(theta).values())
+    assert n == {"celo": 37089, "celo_adam": 36865}[name]
+
+
+def test_source_order_explicit_then_env_then_package(tmp_path, monkeypatch, no_sockets):
+    spec = load_registry().optimizer("celo")
+    shipped = weights.packaged("celo")
+    (tmp_path / "celo").mkdir()
+    (tmp_path / "celo" / "theta.state").write_bytes(shipped.read_bytes())
+    monkeypatch.setenv(ck.ENV_FOLDER, str(tmp_path))
+    assert weights.locate(spec).origin == "env"
+    assert weights.locate(spec, shipped).origin == "explicit"
+    monkeypatch.setenv(ck.ENV_FOLDER, str(tmp_path / "empty"))
+    assert weights.locate(spec).origin == "package"
+
+
+def test_env_copy_of_published_weights_must_match_their_sha256(tmp_path, monkeypatch):
+    spec = load_registry().optimizer("celo")
+    other = factory("celo").init_meta_params
+    import jax
+
+    ck.write(tmp_path / "celo" / "theta.state", jax.tree_util.tree_map(np.asarray, other(jax.random.PRNGKey(1))))
+    monkeypatch.setenv(ck.ENV_FOLDER, str(tmp_path))
+    inputs.clear()
+    w = inputs.weights_input(spec)
+    assert w.sha256 is None and "sha256" in w.unavailable
+
+
+def _keys(jobs, optimizer):
+    return sorted(r.key for j in jobs if j.optimizer.name == optimizer for r in j.runs)
+
+
+def test_run_keys_follow_the_weights_actually_loaded(tmp_path, monkeypatch):
+    """Replacing a made-here optimizer's weights with others of the same tree changes its keys."""
+    import jax
+
+    reg = load_registry()
+    suite = reg.suite("quick")
+    init = factory("celo").init_meta_params
+    monkeypatch.setenv(ck.ENV_FOLDER, str(tmp_path))
+    keys, prov = [], []
+    for seed in (1, 2, 1):
+        theta = jax.tree_util.tree_map(np.asarray, init(jax.random.PRNGKey(seed)))
+        ck.write(tmp_path / "celo_cpu_diet" / "theta.state", theta)
+        inputs.clear()
+        jobs = plan.expand(reg, suite, tasks=["quick_digits_mlp"], optimizers=["celo_cpu_diet", "adam"])
+        keys.append(_keys(jobs, "celo_cpu_diet"))
+        prov.append(jobs[0].provenance["weights_sha256"])
+        assert _keys(jobs, "adam")  # hand-crafted keys do not depend on any weights
+    assert keys[0] != keys[1] and keys[0] == keys[2]
+    assert prov[0] == hashlib.sha256((tmp_path / "celo_cpu_diet" / "theta.state").read_bytes()).hexdigest()
+    inputs.clear()
+
+
+def test_run_keys_follow_the_data_content(monkeypatch):
+    from celo_bench import data
+
+    reg = load_registry()
+    suite = reg.suite("smoke")
+    inputs.clear()
+    before = _keys(plan.expand(reg, suite, optimizers=["sgd"]), "sgd")
+    real = data.LOADERS["digits"]
+
+    def shifted(**options):
+        ds = real(**options)
+        ds.splits["train"]["label"] = (ds.splits["train"]["label"] + 1) % 10
+        return ds
+
+    monkeypatch.setitem(data.LOADERS, "digits", shifted)
+    inputs.clear()
+    after = _keys(plan.expand(reg, suite, optimizers=["sgd"]), "sgd")
+    assert before != after
+    inputs.clear()
+
+
+def test_run_keys_follow_execution_choices():
+    reg = load_registry()
+    suite = reg.suite("smoke")
+    a = _keys(plan.expand(reg, suite, optimizers=["sgd"], backend="cpu"), "sgd")
+    b = _keys(plan.expand(reg, suite, optimizers=["sgd"], backend="cpu",
+                          strategy_overrides={"xla_opt_level": 0}), "sgd")
+    c = _keys(plan.expand(reg, suite, optimizers=["sgd"], backend="cpu",
+                          strategy_overrides={"runs": "sequential"}), "sgd")
+    assert len({tuple(a), tuple(b), tuple(c)}) == 3
+
+
+def test_status_lists_what_did_not_run_with_reason_and_fix(tmp_path):
+    res = _cli("status", "--suite", "quick", "--results", str(tmp_path / "r"), "--format", "json",
+               env={ck.ENV_FOLDER: str(tmp_path / "none")})
+    assert res.returncode == 0, res.stderr
+    st = json.loads(res.stdout)
+    assert "velo_4000" in st["not_run"] and "nn_adam" in st["not_run"]
+    assert "celo" not in st["not_run"] and "celo_adam" not in st["not_run"]
+    assert st["not_run_runs"] == 3 * 7 * len(st["not_run"])
+    groups = st["not_run_groups"]
+    assert sum(len(g["optimizers"]) for g in groups) == len(st["not_run"])
+    assert len(groups) < len(st["not_run"])  # one line per reason, not per optimizer
+    for g in groups:
+        assert g["reason"] and g["fix"]
+    offline = next(g for g in groups if "velo_4000" in g["optimizers"])
+    assert "offline" in offline["reason"] and "CELO_BENCH_CHECKPOINTS" in offline["fix"]
+    text = _cli("status", "--suite", "quick", "--results", str(tmp_path / "r"),
+                env={ck.ENV_FOLDER: str(tmp_path / "none")})
+    lines = [ln for ln in text.stderr.splitlines() if ln.startswith("not run:")]
+    assert len(lines) == len(groups) and "Traceback" not in text.stderr
+
+
+def test_progress_lines_without_a_terminal(tmp_path):
+    res = _cli("run", "--suite", "smoke", "--tasks", "smoke_digits_mlp", "--optimizers", "sgd,adam",
+               "--steps", "20", "--seeds", "1", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "rep"))
+    assert res.returncode == 0, res.stderr
+    reg = load_registry()
+    n = len(_keys(plan.expand(reg, reg.suite("smoke"), tasks=["smoke_digits_mlp"], optimizers=["sgd", "adam"],
+                              seeds=1, steps=20), "sgd")) * 2
+    err = res.stderr
+    assert f"grid: 2 jobs, {n} runs to execute, 0 already stored" in err
+    assert "[1/2 jobs | " in err and f"[2/2 jobs | {n}/{n} runs | " in err and "ETA" in err
+    assert "compile" in err and "execution" in err
+    again = _cli("run", "--suite", "smoke", "--tasks", "smoke_digits_mlp", "--optimizers", "sgd,adam",
+                 "--steps", "20", "--seeds", "1", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "rep"))
+    assert "report current" in again.stderr and "executed 0" in again.stderr
+
+
+def test_ctrl_c_says_how_many_runs_are_stored_and_how_to_resume(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celo_bench.cli", "run", "--suite", "smoke", "--steps", "50",
+         "--results", str(tmp_path / "r"), "--no-report"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.monotonic() + 300
+    seen = ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen += line
+        if line.startswith("grid:") or not line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    err = seen + rest
+    assert proc.returncode == 130, err
+    tail = [ln for ln in err.strip().splitlines() if ln.strip()][-1]
+    assert tail.startswith("interrupted: ") and "re-run the same command to resume" in tail
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["--results", "--out"])
+def test_unwritable_folder_is_one_line_and_nothing_runs(tmp_path, flag):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    args = {"--results": str(tmp_path / "r"), "--out": str(tmp_path / "rep")}
+    args[flag] = str(blocker / "sub")
+    res = _cli("run", "--suite", "smoke", "--steps", "10", "--results", args["--results"], "--out", args["--out"])
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(blocker / "sub") in lines[0]
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.parquet"))
