@@ -1,4 +1,4 @@
-"""Aggregate per-(task, seed) scores across tasks with rliable (paper protocol §4.4).
+"""Aggregate per-(task, seed) scores across tasks with rliable (as the Celo paper does).
 
 Score matrices follow rliable's layout, ``[num_runs x num_tasks]`` per optimizer (one row
 per seed, one column per task), and are validated on construction because the two axes
@@ -17,6 +17,12 @@ Probability of improvement is computed here, vectorized, rather than with rliabl
 ``P(X > Y) = mean_t [#(x > y) + #(x == y) / 2] / (n_x n_y)`` over common tasks, and the
 bootstrap resamples the runs of X and of Y independently within each task, as rliable's
 ``StratifiedIndependentBootstrap`` does.
+
+References:
+  Agarwal, Schwarzer, Castro, Courville & Bellemare, "Deep Reinforcement Learning at the Edge
+  of the Statistical Precipice", NeurIPS 2021, arXiv:2108.13264 (IQM, optimality gap,
+  stratified bootstrap, performance profiles, probability of improvement). Moudgil et al.,
+  "Celo: Training Versatile Learned Optimizers on a Compute Diet", arXiv:2501.12670.
 """
 
 from __future__ import annotations

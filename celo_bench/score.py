@@ -1,4 +1,4 @@
-"""Per-run and per-task scoring against learning-rate-tuned Adam (paper protocol §4.2).
+"""Per-run and per-task scoring against learning-rate-tuned Adam (the Celo paper's protocol).
 
 The pipeline, each step a pure function of pandas frames read from the store:
 
@@ -39,6 +39,12 @@ Conventions for runs that do not produce a usable number (all tested):
 
 Because every score is relative to tuned Adam only, adding an optimizer to the results
 never changes another optimizer's scores.
+
+References:
+  Moudgil, Knyazev, Lajoie & Belilovsky, "Celo: Training Versatile Learned Optimizers on a
+  Compute Diet", TMLR 2025, arXiv:2501.12670 (final-loss and speedup scores against tuned
+  Adam, EMA smoothing). Dahl et al., "Benchmarking Neural Network Training Algorithms"
+  (AlgoPerf), arXiv:2306.07179 (time-to-target scoring).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ UNTUNED_KINDS = ("learned",)
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Every scoring choice the paper leaves open, as a named setting (protocol §4, §10).
+    """Every scoring choice the paper leaves open, as a named setting.
 
     Attributes:
         series: Loss curve scored: ``eval_train_loss`` (paper: eval loss on the train split,

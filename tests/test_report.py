@@ -63,7 +63,8 @@ def report(tmp_path_factory):
     }
     reg = dataclasses.replace(reg, optimizers={**reg.optimizers, **learned})
     results = _fixture_results(base / "results", reg)
-    outs = [write_report(suite="fx", results=results, out=base / f"out{i}", reps=REPS, registry=reg)
+    outs = [write_report(suite="fx", results=results, out=base / f"out{i}", reps=REPS, registry=reg,
+                         bench_dir=results)
             for i in (1, 2)]
     res = score_results(results, "fx", registry=reg, reps=REPS)
     return {"results": results, "out": outs[0], "out2": outs[1], "res": res, "registry": reg}
@@ -201,7 +202,7 @@ def test_stale_tables_are_removed(report, tmp_path):
     (results / "overhead.json").unlink()
     out = tmp_path / "out"
     shutil.copytree(report["out"], out)
-    write_report(suite="fx", results=results, out=out, reps=REPS, registry=report["registry"])
+    write_report(suite="fx", results=results, out=out, reps=REPS, registry=report["registry"], bench_dir=results)
     assert not (out / "tables" / "overhead.csv").exists()
     assert (out / "tables" / "aggregate.csv").exists()
 

@@ -1,6 +1,6 @@
 """Meta-training settings: one frozen dataclass, three presets, and argument validation.
 
-The ``paper`` preset is the recipe of paper-protocol.md §6 / learned-optimizers.md §12:
+The ``paper`` preset is the meta-training recipe of Celo (Moudgil et al., arXiv:2501.12670):
 truncated PES (antithetic, std 0.01, truncation 50), inner horizons log-uniform in
 [100, 2000], random initial iteration offsets up to 2000, 8 task instances per
 meta-training task, global reparametrisation augmentation in [1e-3, 1e3], AdamW
@@ -28,7 +28,7 @@ PAPER_TASKS = ("mnist", "fashion_mnist", "svhn", "cifar10")
 """The paper's four meta-training datasets (8x8, greyscale, MLP 64-32-10, batch 64)."""
 
 OUTER_LR_GRID = (3e-5, 5e-5, 1e-4, 3e-4, 1e-3)
-"""The paper's outer learning-rate sweep (paper-protocol.md addendum), times 3 seeds."""
+"""The paper's outer learning-rate sweep (Celo (Moudgil et al., arXiv:2501.12670)), times 3 seeds."""
 SWEEP_SEEDS = (0, 1, 2)
 
 

@@ -1,6 +1,8 @@
 r"""Truncated Persistent Evolution Strategies (Vicol et al., ICML 2021) with antithetic pairs.
 
-Setting (paper-protocol.md §6.3, learned_optimization's ``TruncatedPES``): ``N`` task
+Setting (the Celo paper's recipe, arXiv:2501.12670; learned_optimization's ``TruncatedPES``;
+Vicol et al., *Unbiased Gradient Estimation in Unrolled Computation Graphs with Persistent
+Evolution Strategies*, arXiv:2112.13835): ``N`` task
 instances each run an inner training episode of horizon ``T`` (log-uniform in
 ``[min_horizon, max_horizon]``), advanced ``K`` (truncation) steps per outer step. For
 instance ``i`` the outer step draws :math:`\epsilon_i \sim \mathcal N(0, \sigma^2 I)` and

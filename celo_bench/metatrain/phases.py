@@ -1,6 +1,6 @@
 """What each architecture trains in each phase, and the outer optimizer that respects it.
 
-Celo is meta-trained in two phases (learned-optimizers.md §2.8, paper-protocol.md §6.5):
+Celo is meta-trained in two phases (Celo (Moudgil et al., arXiv:2501.12670)):
 
 - phase 1 (``celo_phase1``): the factory runs with ``train_phase=1`` (the scheduler's
   ``lr_mult`` is not applied) and only ``ff_mod_stack`` (the update-rule MLP) learns;

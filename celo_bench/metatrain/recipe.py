@@ -6,7 +6,7 @@ is trained jointly into ``OUT``. ``OUT/theta.state`` is always the final checkpo
 
 :func:`select_best` applies the sweep's selection rule to the checkpoints of one run.
 :func:`sweep` is the paper's outer learning-rate sweep (5 rates x 3 seeds, addendum of
-paper-protocol.md). **Selection rule:** every checkpoint saved by the final phase of
+Celo (Moudgil et al., arXiv:2501.12670)). **Selection rule:** every checkpoint saved by the final phase of
 every (rate, seed) run is scored with the held-out meta-validation loss of
 :mod:`celo_bench.metatrain.validation`; the checkpoint with the lowest score wins (ties:
 the earlier rate, seed and step in sweep order). It is copied to ``OUT/best`` with its

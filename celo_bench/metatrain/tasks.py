@@ -13,7 +13,7 @@ so every task instance of an outer step, whatever its dataset, runs in one ``vma
 baked in as a constant). The image family stacks its datasets along a leading member
 axis, padding with repeats so shapes agree; each member samples indices below its own size.
 
-**Task augmentation** (paper-protocol.md §6.2, ``ReparamWeightsFamily(level="global")``):
+**Task augmentation** (Celo (Moudgil et al., arXiv:2501.12670); learned_optimization's ``ReparamWeightsFamily(level="global")``):
 :func:`reparametrize` draws one scale ``s`` per instance, log-uniform in ``[lo, hi]``;
 initial weights are divided by ``s`` and the loss multiplies them back,
 ``L_aug(phi) = L(s * phi)``, so the function computed (and the initial loss) is unchanged

@@ -39,6 +39,7 @@ from filelock import FileLock
 
 from celo_bench import aggregate as agg
 from celo_bench.aggregate import DEFAULT_COVERAGE_RULE
+from celo_bench.bench.results import DEFAULT_OUT as BENCH_DIR
 from celo_bench.errors import CeloBenchError
 from celo_bench.report import figures as F
 from celo_bench.report import html, tables
@@ -61,7 +62,7 @@ def _taus(matrices: dict, crit: str) -> np.ndarray:
     return np.linspace(0.0, max(1.25, 1.1 * top), 81)
 
 
-def render_report(res: Results, out: Path, *, results_dir: Path, registry: Registry,
+def render_report(res: Results, out: Path, *, results_dir: Path, registry: Registry, bench_dir: Path,
                   highlight: str | None = None) -> list[Path]:
     """Write every report file for scored results; returns the paths written."""
     out = Path(out)
@@ -69,7 +70,7 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
     for d in (figdir, tabdir, taskdir):
         d.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for table in tables.all_tables(res, results_dir):
+    for table in tables.all_tables(res, bench_dir):
         written += table.write(tabdir)
     lb = out / "leaderboard.md"
     lb.write_text(leaderboard_markdown(res, registry, highlight), encoding="utf-8")
@@ -143,7 +144,7 @@ def write_report(
     seed: int = agg.DEFAULT_SEED, config: ScoreConfig | None = None,
     registry: Registry | None = None, command: str | None = None, highlight: str | None = None,
     not_run: Mapping[str, str] | None = None, steps: int | None = None, seeds: int | None = None,
-    coverage_rule: str = DEFAULT_COVERAGE_RULE,
+    coverage_rule: str = DEFAULT_COVERAGE_RULE, bench_dir: Path | None = None,
 ) -> Path:
     """Score `results` for `suite` and write the full report into `out`; returns `out`.
 
@@ -158,6 +159,8 @@ def write_report(
             with every other planned optimizer that has no run that finished ok.
         steps, seeds: The plan's horizon and seed count (``run --steps/--seeds``).
         coverage_rule: See :data:`celo_bench.aggregate.COVERAGE_RULES`.
+        bench_dir: Benchmark results folder whose ``overhead.json`` (``celo-bench bench
+            overhead``) becomes the runtime table (default: ``benchmarks/``).
 
     Raises:
         CeloBenchError: no record of the current plan, no reference (Adam) runs, `out` is
@@ -168,7 +171,7 @@ def write_report(
     res = score_results(results, suite, config=config, reps=reps, seed=seed, registry=reg, steps=steps,
                         seeds=seeds, coverage_rule=coverage_rule)
     return write_scored_report(res, suite=suite, results=results, out=out, registry=reg,
-                               command=command, highlight=highlight, not_run=not_run)
+                               command=command, highlight=highlight, not_run=not_run, bench_dir=bench_dir)
 
 
 def with_not_run(res: Results, not_run: Mapping[str, str] | None) -> Results:
@@ -217,6 +220,7 @@ def _swap(tmp: Path, out: Path) -> None:
 def write_scored_report(
     res: Results, *, suite: str, results: Path, out: Path, registry: Registry,
     command: str | None = None, highlight: str | None = None, not_run: Mapping[str, str] | None = None,
+    bench_dir: Path | None = None,
 ) -> Path:
     """Write the report of already-scored results (callers that scored need not score again).
 
@@ -237,7 +241,8 @@ def write_scored_report(
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
             try:
                 tmp.chmod(0o755)
-                written = render_report(res, tmp, results_dir=results, registry=registry, highlight=highlight)
+                written = render_report(res, tmp, results_dir=results, registry=registry, highlight=highlight,
+                                        bench_dir=Path(bench_dir) if bench_dir is not None else BENCH_DIR)
                 (tmp / MARKER).write_text("", encoding="utf-8")
                 (tmp / "README.md").write_text(_readme(res, results, written, tmp, command), encoding="utf-8")
                 _swap(tmp, out)

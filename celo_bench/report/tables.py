@@ -152,9 +152,9 @@ def per_task(res: Results, criterion: str) -> Table:
                  ["task"] + order, rows, data)
 
 
-def overhead(results_dir: Path) -> Table | None:
-    """Runtime per step from ``<results>/overhead.json`` (``celo-bench bench overhead --out``)."""
-    path = Path(results_dir) / "overhead.json"
+def overhead(bench_dir: Path) -> Table | None:
+    """Runtime per step from ``<bench_dir>/overhead.json`` (``celo-bench bench overhead --out DIR``)."""
+    path = Path(bench_dir) / "overhead.json"
     if not path.is_file():
         return None
     try:
@@ -201,6 +201,7 @@ def ablation(res: Results, a: str = "celo", b: str = "celo_adam") -> Table | Non
                                    "FL opt. gap", "SU opt. gap", "coverage"], rows, pd.DataFrame(data))
 
 
-def all_tables(res: Results, results_dir: Path) -> list[Table]:
+def all_tables(res: Results, bench_dir: Path) -> list[Table]:
+    """Every table of a report; the runtime table comes from the benchmark folder `bench_dir`."""
     tables = [aggregate(res), per_task(res, "final_loss"), per_task(res, "speedup")]
-    return tables + [t for t in (overhead(results_dir), ablation(res)) if t is not None]
+    return tables + [t for t in (overhead(bench_dir), ablation(res)) if t is not None]
