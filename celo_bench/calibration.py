@@ -72,6 +72,7 @@ def task_size(spec: TaskSpec, num_steps: int | None = None) -> TaskSize:
     per_run = memory.bytes_per_run(
         n_params, ex, batch_size=spec.batch_size, eval_batches=spec.eval_batches,
         last_eval_batches=spec.last_eval_batches, num_steps=num_steps or spec.steps,
+        output_bytes=memory.output_bytes(info, spec.family),
     )
     return TaskSize(n_params=n_params, example_bytes=ex, bytes_per_run=per_run)
 
@@ -158,9 +159,17 @@ def probe_job(
     hparams = {k: np.array([r.hparams[k] for r in job.runs]) for k in names}
     seeds = np.array([r.seed for r in job.runs])
     budget = memory_budget or memory.device_memory_budget()
-    with memory.PeakSampler() as peak:
-        res = run_job(task, make, hparams, seeds, num_steps=job.num_steps, strategy=strat,
-                      memory_budget=budget)
+    cap: int | None = None
+    while True:  # the engine's per-run estimate can be low: halve the programs on OOM
+        try:
+            with memory.PeakSampler() as peak:
+                res = run_job(task, make, hparams, seeds, num_steps=job.num_steps, strategy=strat,
+                              memory_budget=budget, max_runs_per_program=cap)
+            break
+        except Exception as e:
+            if not memory.is_oom(e) or cap == 1:
+                raise
+            cap = max(1, (cap or R) // 2)
     return Probe(
         task=spec.name, family=spec.family, optimizer=job.optimizer.name, runs=R,
         num_steps=job.num_steps, strategy=res.strategy, programs=res.programs,

@@ -260,4 +260,17 @@ def test_bytes_per_run_matches_the_engine(reg):
     from celo_bench.engine import _train
 
     spec = replace(reg.task("smoke_digits_mlp"), steps=50)
-    assert task_size(spec).bytes_per_run == _train._bytes_per_run(build_task(spec), 50)
+    size = task_size(spec)
+    base = memory.bytes_per_run(size.n_params, size.example_bytes, batch_size=64, eval_batches=5,
+                                last_eval_batches=10, num_steps=50)
+    assert base == _train._bytes_per_run(build_task(spec), 50)
+    # The planner adds the outputs of one evaluation pass (3 splits x 5 batches x 3 copies).
+    assert size.bytes_per_run == base + 3 * 3 * 5 * 64 * 4 * 10
+
+
+def test_language_model_logits_dominate_the_estimate(reg):
+    from celo_bench.calibration import task_size
+
+    rnn = task_size(reg.task("RNNLM_lm1b32k_Patch32_LSTM256_Embed128"))
+    logits = 3 * 3 * 5 * 128 * 32 * 32100 * 4  # 3 copies x 3 splits x 5 batches x 128 x 32 tokens x vocab
+    assert rnn.bytes_per_run > logits > 20 * 10**9

@@ -139,19 +139,41 @@ def is_oom(exc: BaseException) -> bool:
     return any(m in text for m in _OOM_MARKERS)
 
 
+EVAL_SPLITS = 3
+"""Evaluation batches of the train, validation and test splits run in one batched pass."""
+
+
 def bytes_per_run(
     n_params: int, example_bytes: int, *, batch_size: int, eval_batches: int,
-    last_eval_batches: int, num_steps: int, param_bytes: int = 4,
+    last_eval_batches: int, num_steps: int, param_bytes: int = 4, output_bytes: int = 0,
 ) -> int:
     """Rough device bytes of one run (the engine's chunking estimate).
 
     ``12 x`` the parameters (params, gradients, optimizer state and their copies in the
     update), ``16 x`` the float32 inputs of the largest evaluation (activations), and the
-    run's data order (``(T + 1) x batch`` int32 indices).
+    run's data order (``(T + 1) x batch`` int32 indices). With `output_bytes` (float32
+    model outputs per example, :func:`output_bytes`) it adds ``3 x`` the outputs of one
+    evaluation chunk (``3 splits x gcd(eval_batches, last_eval_batches)`` batches in one
+    pass: logits, log-softmax, loss terms). For language models this term dominates: the
+    LSTM LMs' 32,100-way logits take ~24 GB per run at batch 128 x 32 tokens.
     """
     params = 12 * n_params * param_bytes
     activations = 16 * example_bytes * batch_size * max(eval_batches, last_eval_batches)
-    return int(params + activations + 4 * (num_steps + 1) * batch_size)
+    outputs = 3 * EVAL_SPLITS * math.gcd(eval_batches, last_eval_batches) * batch_size * output_bytes
+    return int(params + activations + outputs + 4 * (num_steps + 1) * batch_size)
+
+
+def output_bytes(info: Mapping[str, Any], family: str = "") -> int:
+    """Float32 bytes of a model's output for one example, from dataset facts.
+
+    Language models: ``seq_len x vocab_size`` logits; autoencoders: the image; classifiers:
+    ``num_classes`` logits.
+    """
+    if "vocab_size" in info:
+        return 4 * int(info.get("seq_len", 1)) * int(info["vocab_size"])
+    if family == "autoencoder" and "image_shape" in info:
+        return 4 * math.prod(int(s) for s in info["image_shape"])
+    return 4 * int(info.get("num_classes", 1))
 
 
 def example_bytes(info: Mapping[str, Any]) -> int:
@@ -251,6 +273,7 @@ __all__ = [
     "device_memory_budget",
     "example_bytes",
     "host_memory_bytes",
+    "output_bytes",
     "is_oom",
     "peak_memory_bytes",
     "run_chunked",
