@@ -114,3 +114,34 @@ def test_bench_engine_json_reports_a_ratio_and_equal_curves():
     assert res["runs"] == 15 and res["steps"] == 20
     assert res["ratio"] > 0 and res["engine_seconds"] > 0 and res["loop_seconds"] > 0
     assert res["max_abs_diff"] < 1e-4  # both sides trained the same runs
+
+
+def test_a_chunk_out_of_device_memory_is_retried_with_fewer_runs(task, monkeypatch):
+    from celo_bench.engine import _train
+
+    lrs, seeds = [1e-2, 1e-3], [0, 1]
+    whole = _job(task, lrs, seeds)
+    real, sizes = _train._run_blocks, []
+
+    def tight(prog, data, hparams, starts, *args):
+        sizes.append(starts.order.shape[0])
+        if starts.order.shape[0] > 1:  # only one run fits
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
+        return real(prog, data, hparams, starts, *args)
+
+    monkeypatch.setattr(_train, "_run_blocks", tight)
+    retried = _job(task, lrs, seeds)
+    assert sizes[0] == 2 and set(sizes[1:]) == {1} and len(sizes) == 3
+    np.testing.assert_allclose(whole.train_loss, retried.train_loss, rtol=2e-5, atol=2e-6)
+
+
+def test_a_run_that_never_fits_is_an_error_not_a_result(task, monkeypatch):
+    from celo_bench.engine import _train
+    from celo_bench.engine.memory import DeviceOutOfMemoryError
+
+    def never(*args):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory")
+
+    monkeypatch.setattr(_train, "_run_blocks", never)
+    with pytest.raises(DeviceOutOfMemoryError, match="one run does not fit"):
+        _job(task, [1e-3], [0])

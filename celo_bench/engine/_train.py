@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from celo_bench.engine.memory import device_memory_budget, run_chunked
 from celo_bench.strategy import Strategy
 from celo_bench.task import EVAL_SPLITS, Task
 
@@ -399,7 +400,7 @@ def run_job(
     *,
     num_steps: int,
     strategy: Strategy,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     max_runs_per_program: int | None = None,
 ) -> JobResult:
     """Train ``R = len(seeds)`` runs of `task`; run ``r`` uses ``hparams[k][r]`` and ``seeds[r]``.
@@ -411,7 +412,10 @@ def run_job(
       seeds: integer array of shape ``(R,)``.
       num_steps: horizon ``T`` (multiple of the task's ``eval_every``).
       strategy: how to compile (see :mod:`celo_bench.strategy`).
-      memory_budget: bytes; jobs whose runs exceed it are split into chunks.
+      memory_budget: bytes per program (None: a fraction of the device's memory,
+        :func:`celo_bench.engine.memory.device_memory_budget`); jobs whose runs exceed it
+        are split into chunks, and a chunk that runs out of memory is retried with half
+        as many runs.
       max_runs_per_program: optional hard cap on runs per compiled program.
 
     Returns:
@@ -428,25 +432,31 @@ def run_job(
     if meta is not None:
         data[META_KEY] = meta
     data = jax.device_put(data)
-    chunk = max(1, memory_budget // max(1, _bytes_per_run(task, num_steps)))
+    budget = memory_budget if memory_budget is not None else device_memory_budget()
+    chunk = max(1, budget // max(1, _bytes_per_run(task, num_steps)))
     if max_runs_per_program:
         chunk = min(chunk, max_runs_per_program)
     vmap = strategy.runs == "vmap"
-    starts, compile_s = _starts(prog, seeds)
-    trains, evalss, run_s, programs = [], [], 0.0, 0
+    starts, start_compile = _starts(prog, seeds)
     level = strategy.xla_opt_level
-    for lo in range(0, R, chunk):
-        sl = slice(lo, lo + chunk)
+    if strategy.steps == "scan":  # a block is the steps between two evaluations, one scan
+        block, unroll = prog.every, False
+    else:  # a block of `block_size` steps (1: no loop at all, fast for convolutions on CPU)
+        block, unroll = math.gcd(strategy.block_size, prog.every), True
+
+    def train_chunk(lo: int, hi: int):
+        sl = slice(lo, hi)
         hp_c = {k: jnp.asarray(v[sl]) for k, v in hp.items()}
-        st_c = jax.tree_util.tree_map(lambda a, sl=sl: jnp.asarray(a[sl]), starts)
-        if strategy.steps == "scan":  # a block is the steps between two evaluations, one scan
-            block, unroll = prog.every, False
-        else:  # a block of `block_size` steps (1: no loop at all, fast for convolutions on CPU)
-            block, unroll = math.gcd(strategy.block_size, prog.every), True
-        train, evals, c, r, n = _run_blocks(prog, data, hp_c, st_c, vmap, block, unroll, level)
-        trains.append(train)
-        evalss.append(evals)
-        compile_s, run_s, programs = compile_s + c, run_s + r, programs + n
+        st_c = jax.tree_util.tree_map(lambda a: jnp.asarray(a[sl]), starts)
+        return _run_blocks(prog, data, hp_c, st_c, vmap, block, unroll, level)
+
+    # a chunk that runs out of device memory is retried with half as many runs
+    parts, _ = run_chunked(train_chunk, R, chunk)
+    trains = [p[0] for p in parts]
+    evalss = [p[1] for p in parts]
+    compile_s = start_compile + sum(p[2] for p in parts)
+    run_s = sum(p[3] for p in parts)
+    programs = sum(p[4] for p in parts)
     train = np.concatenate(trains).astype(np.float32)
     evals = np.concatenate(evalss).astype(np.float32)  # (R, E, splits)
     eval_steps = np.arange(0, num_steps + 1, task.spec.eval_every)

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from celo_bench.engine import DEFAULT_MEMORY_BUDGET, JobResult, Strategy, default_strategy, run_job
+from celo_bench.engine import JobResult, Strategy, default_strategy, run_job
+from celo_bench.engine.memory import DeviceOutOfMemoryError
 from celo_bench.execute.settings import EngineSettings
 from celo_bench.plan import Job, RunSpec
 from celo_bench.records import RunRecord
@@ -110,12 +111,12 @@ def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[R
         seeds = np.array([r.seed for r in job.runs])
         res = run_job(
             task, make, hparams, seeds, num_steps=job.num_steps, strategy=strat,
-            memory_budget=settings.memory_budget or DEFAULT_MEMORY_BUDGET,
+            memory_budget=settings.memory_budget,
             max_runs_per_program=settings.max_runs_per_program,
         )
         return _records(job, res, prov)
-    except KeyboardInterrupt:
-        raise
+    except (KeyboardInterrupt, DeviceOutOfMemoryError):
+        raise  # not the optimizer's doing: never stored as its failure
     except Exception as e:  # recorded, never a traceback from deep inside
         detail = "".join(traceback.format_exception_only(type(e), e)).strip()
         return failed_records(job, f"{type(e).__name__}: {detail}", prov)
