@@ -5,10 +5,9 @@ change a number"). Specs are hashed by :mod:`celo_bench.plan`; this module adds 
 of the inputs a job reads at execution time, so that replacing a dataset or a weights file
 (same tree, other values) gives new keys instead of stale records:
 
-- **data**: the sha256 of a prepared dataset's manifest of file digests, or, for data that
-  ships with installed packages or the system (8x8 digits, ``pydoc_data`` text, Debian's
-  Fashion-MNIST), of the loaded arrays themselves (so a quick-tier key changes with the
-  Python release whose bundled text it trains on: the data differ);
+- **data**: for a paper dataset, its publisher's file digests (verified on download); for data that ships with installed packages (8x8
+  digits, ``pydoc_data`` text), the loaded arrays themselves (so a quick-tier key changes
+  with the Python release whose bundled text it trains on: the data differ);
 - **weights**: the sha256 of the ``theta.state`` bytes a learned optimizer will load, from
   whichever source :func:`celo_bench.weights.locate` picks.
 
@@ -27,9 +26,8 @@ import numpy as np
 
 from celo_bench import data as datasets
 from celo_bench import weights
-from celo_bench.data import cache
 from celo_bench.data.synthetic import is_synthetic
-from celo_bench.errors import CheckpointError
+from celo_bench.errors import CheckpointError, DataMissingError
 from celo_bench.strategy import backend_kind
 from celo_bench.suite import OptimizerSpec, TaskSpec, canonical_json
 
@@ -44,6 +42,13 @@ class WeightsInput:
     unavailable: str = ""  # the whole one-line message
     reason: str = ""  # ... split into the reason and one working fix (for grouped summaries)
     fix: str = ""
+    pinned: str | None = None  # the sha256 the spec pins (the published file's)
+
+    @property
+    def key_sha256(self) -> str | None:
+        """The hash that enters run keys: the file's, or, where the file is not here, the one the
+        spec pins (so stored results of published weights are found on a machine without them)."""
+        return self.sha256 or self.pinned
 
 
 def _hash_arrays(splits: Mapping[str, Mapping[str, np.ndarray]]) -> str:
@@ -56,26 +61,52 @@ def _hash_arrays(splits: Mapping[str, Mapping[str, np.ndarray]]) -> str:
     return h.hexdigest()
 
 
+def _published(name: str) -> dict | None:
+    """What a paper dataset must be: its publisher's file digests or pinned hub revision."""
+    r = datasets.RECIPES.get(name)
+    if r is None:
+        return None
+    files = [(f.name, f.sha256 or f.md5) for f in r.originals]
+    hub = [r.hub.repo, r.hub.revision, sorted(r.hub.patterns.items())] if r.hub else None
+    return {"dataset": name, "originals": files, "hub": hub} if (any(d for _, d in files) or hub) else None
+
+
 @functools.cache
 def _data_fingerprint(name: str, options_json: str) -> str:
     options = json.loads(options_json)
     if is_synthetic(name):
         return "synthetic"
-    manifest = cache.read_manifest(name) if name in datasets.RECIPES else None
-    if manifest is not None:
-        return hashlib.sha256(canonical_json({"manifest": manifest, "options": options}).encode()).hexdigest()
+    published = _published(name)
+    if published is not None:
+        # the same key wherever it is computed, data present or not (scoring elsewhere)
+        return hashlib.sha256(canonical_json({**published, "options": options}).encode()).hexdigest()
     datasets.require(name, options)
     return _hash_arrays(datasets.load(name, options).splits)
 
 
 def data_fingerprint(task: TaskSpec) -> str:
-    """sha256 (hex) of the content of the data task `task` trains on.
+    """sha256 (hex) naming the content of the data task `task` trains on.
+
+    Paper datasets: their publisher's file digests (or pinned hub revision) and the task's
+    data options (downloads are verified against them; a system copy, such as Debian's
+    re-compressed Fashion-MNIST, is checked for shapes and classes when loaded), so the key
+    is the same on a machine without the data (scoring stored results elsewhere). Data that
+    ships with packages (digits, pydoc text): the loaded arrays themselves.
 
     Raises:
-      DataMissingError: the dataset is not present (the message names the command that
-        fetches it).
+      DataMissingError: the dataset is needed to fingerprint it and is not present (the
+        message names the command that fetches it).
     """
     return _data_fingerprint(task.dataset, canonical_json(dict(task.data)))
+
+
+def data_missing(task: TaskSpec) -> str:
+    """Why task `task`'s dataset cannot be loaded here, with the command that fetches it ("" if it can)."""
+    try:
+        datasets.require(task.dataset, dict(task.data))
+    except DataMissingError as e:
+        return str(e)
+    return ""
 
 
 _WEIGHTS: dict[str, WeightsInput] = {}
@@ -90,14 +121,16 @@ def weights_input(spec: OptimizerSpec) -> WeightsInput | None:
     if spec.kind != "learned":
         return None
     memo = f"{spec.name}:{canonical_json(spec.resolved())}"
+    pinned = spec.checkpoint.get("sha256") or None
     if memo not in _WEIGHTS:
         try:
             found = weights.locate(spec)
             _WEIGHTS[memo] = WeightsInput(str(found.path), found.sha256(), found.origin)
         except weights.WeightsUnavailable as e:
-            _WEIGHTS[memo] = WeightsInput(None, None, None, unavailable=str(e), reason=e.reason, fix=e.fix)
+            _WEIGHTS[memo] = WeightsInput(None, None, None, unavailable=str(e), reason=e.reason, fix=e.fix,
+                                          pinned=pinned)
         except CheckpointError as e:  # e.g. a shipped or cached file that fails its sha256
-            _WEIGHTS[memo] = WeightsInput(None, None, None, unavailable=str(e), reason=str(e))
+            _WEIGHTS[memo] = WeightsInput(None, None, None, unavailable=str(e), reason=str(e), pinned=pinned)
     return _WEIGHTS[memo]
 
 
@@ -107,4 +140,4 @@ def clear() -> None:
     _WEIGHTS.clear()
 
 
-__all__ = ["WeightsInput", "backend_kind", "clear", "data_fingerprint", "weights_input"]
+__all__ = ["WeightsInput", "backend_kind", "clear", "data_fingerprint", "data_missing", "weights_input"]

@@ -3,8 +3,11 @@
 A run's key hashes everything that changes its numbers: the resolved task and optimizer
 specs, its hyper-parameters, seed and horizon, the suite version and the engine version,
 the content of the inputs it reads (the dataset's fingerprint, the sha256 of a learned
-optimizer's meta-parameters: :mod:`celo_bench.inputs`) and how it is executed (steps and
-runs strategy, XLA optimisation level: :mod:`celo_bench.strategy`). Planning imports no JAX.
+optimizer's meta-parameters: :mod:`celo_bench.inputs`) and the execution choices a user
+overrides (steps and runs strategy, XLA optimisation level: :mod:`celo_bench.strategy`).
+A device's measured default strategy is not in the key: like the device itself, it is
+recorded in each record's provenance, so stored results are found from any machine.
+Planning imports no JAX.
 """
 
 from __future__ import annotations
@@ -107,7 +110,9 @@ def expand(
     records' suite is ``<suite>@synthetic``, so they are never scored with real runs.
     `backend` ("cpu", "gpu", "tpu"; default: :func:`celo_bench.strategy.backend_kind`) and
     `strategy_overrides` (``steps``, ``runs``, ``xla_opt_level``) decide each job's
-    :class:`~celo_bench.strategy.Strategy`, which enters its keys.
+    :class:`~celo_bench.strategy.Strategy`. The overrides enter the run keys; the measured
+    default of a device does not (it is part of the device, whose numbers differ anyway),
+    so results made on a GPU are scored on a laptop; each record says how it ran.
 
     A job whose weights or data are missing here is still planned and carries the reason in
     ``Job.unavailable`` (weights) or ``Job.data_missing`` (data).
@@ -132,10 +137,11 @@ def expand(
         tspec = replace(tspec, steps=T)
         if synthetic:
             tspec = replace(tspec, dataset=synthetic_name(tspec.dataset))
+        data_missing = inputs.data_missing(tspec)
         try:
-            data_fp, data_missing = inputs.data_fingerprint(tspec), ""
-        except DataMissingError as e:
-            data_fp, data_missing = None, str(e)
+            data_fp = inputs.data_fingerprint(tspec)
+        except DataMissingError:
+            data_fp = None
         for oname in opt_names:
             ospec = registry.optimizer(oname)
             grid = (grids or {}).get(oname) or suite.grids.get(oname) or ospec.grid
@@ -144,20 +150,20 @@ def expand(
             points = grid_points(ospec.grid)
             strategy = default_strategy(tspec.family, backend, {**dict(tspec.strategy), **overrides})
             w = inputs.weights_input(ospec)
-            execution = strategy.as_key()
+            execution = dict(sorted(overrides.items()))  # defaults follow the device, like its floats
             unavailable = w.unavailable if w else ""
             runs = []
             for hp in points:
                 for seed in range(n_seeds):
                     payload = {"config": config, "hparams": hp, "seed": seed, "num_steps": T,
                                "suite": suite.name, "suite_version": suite.version, "engine": ENGINE_VERSION,
-                               "inputs": {"data": data_fp, "weights": w.sha256 if w else None},
+                               "inputs": {"data": data_fp, "weights": w.key_sha256 if w else None},
                                "execution": execution}
                     if synthetic:
                         payload["data"] = "synthetic"
                     key = run_key(payload)
                     runs.append(RunSpec(key, suite_label, suite.version, tname, oname, hp, seed, T, config))
-            prov: dict[str, Any] = {"data_fingerprint": data_fp, "execution": execution}
+            prov: dict[str, Any] = {"data_fingerprint": data_fp, "execution": strategy.as_key()}
             if synthetic:
                 prov["data"] = "synthetic"
             if w is not None:

@@ -17,7 +17,9 @@ measured as a default for cheap CPU jobs and not kept: once the evaluation progr
 shared by the jobs of a task, an Adam job on the quick tier's MLP costs 1.7 s of CPU at the
 default level against 2.1 s at level 0 (compile 2.4 -> 1.2 s, execution 1.5 -> 2.9 s), and a
 learned optimizer's execution slows ~8x at level 0. The level changes numbers (float
-rounding), so it is part of the run key when set.
+rounding), so it is part of the run key when set; so are the steps and runs strategies
+when set by hand. The measured default of a device is not (it is a property of the device,
+whose numbers differ anyway), and each record says which strategy ran.
 
 Everything here is plain Python so that planning (run keys) never loads JAX.
 """
@@ -43,7 +45,7 @@ _CPU_DEFAULTS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Strategy:
-    """How to execute a job; recorded in every run record and part of every run key."""
+    """How to execute a job; recorded in every run record (overrides also enter run keys)."""
 
     steps: str = "scan"
     runs: str = "vmap"
@@ -95,8 +97,8 @@ def backend_kind() -> str:
     """The JAX backend this machine will use, known without importing JAX.
 
     ``$JAX_PLATFORMS`` (its first entry) when set; otherwise ``gpu``/``tpu`` when an
-    accelerator plugin of JAX is installed, else ``cpu``. Run keys depend on it through the
-    default strategy, so a key planned here is the key executed here.
+    accelerator plugin of JAX is installed, else ``cpu``. It picks the default strategy of
+    the planned jobs; run keys do not depend on it.
     """
     platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
     if platforms:

@@ -222,3 +222,27 @@ def test_unwritable_folder_is_one_line_and_nothing_runs(tmp_path, flag):
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(blocker / "sub") in lines[0]
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.parquet"))
+
+
+def test_run_keys_do_not_depend_on_the_device_a_store_is_read_from():
+    """A store made on a GPU (default scan+vmap) is found by a laptop (default loop for convnets)."""
+    reg = load_registry()
+    suite = reg.suite("quick")
+    cpu = plan.expand(reg, suite, tasks=["quick_digits_conv"], optimizers=["adam"], backend="cpu")
+    gpu = plan.expand(reg, suite, tasks=["quick_digits_conv"], optimizers=["adam"], backend="gpu")
+    assert cpu[0].strategy != gpu[0].strategy
+    assert _keys(cpu, "adam") == _keys(gpu, "adam")
+
+
+def test_paper_task_keys_are_the_same_with_or_without_the_data(monkeypatch):
+    from celo_bench.data import sources
+
+    reg = load_registry()
+    suite = reg.suite("paper")
+    inputs.clear()
+    here = plan.expand(reg, suite, tasks=["ImageMLP_FashionMnist_Relu128x128"], optimizers=["sgd"])
+    monkeypatch.setattr(sources, "find_local", lambda *a, **k: None)
+    inputs.clear()
+    elsewhere = plan.expand(reg, suite, tasks=["ImageMLP_FashionMnist_Relu128x128"], optimizers=["sgd"])
+    assert _keys(here, "sgd") == _keys(elsewhere, "sgd")
+    inputs.clear()
