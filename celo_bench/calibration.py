@@ -30,7 +30,7 @@ from celo_bench.data import dataset_info
 from celo_bench.data.synthetic import synthetic_name
 from celo_bench.engine import memory, run_job
 from celo_bench.errors import CeloBenchError, CheckpointError
-from celo_bench.pricing import PROGRAMS_PER_CHUNK, Plan, TaskSize, project
+from celo_bench.pricing import ENGINE_PROGRAMS_PER_CHUNK, Plan, TaskSize, project
 from celo_bench.strategy import default_strategy
 from celo_bench.suite import OptimizerSpec, Registry, TaskSpec
 
@@ -145,7 +145,7 @@ def probe_job(
 
     Args:
       job: a planned job; its task's dataset is replaced by the synthetic stand-in.
-      horizon: the grid's horizon, which picks the strategy (default: the job's).
+      horizon: unused; kept for callers that pass the grid's horizon.
       memory_budget: bytes per program (default: :func:`memory.device_memory_budget`).
       allow_random_weights: time learned optimizers without weights on random meta-parameters.
     """
@@ -153,8 +153,8 @@ def probe_job(
     task = assembly.build_task(spec)
     make, weights = make_builder(job.optimizer, job.num_steps, allow_random=allow_random_weights)
     R = len(job.runs)
-    strat = default_strategy(spec.family, jax.default_backend(), spec.strategy, runs=R,
-                             steps=horizon or job.num_steps, batch_size=spec.batch_size)
+    # What `run` executes for this job (planned for this machine's backend).
+    strat = job.strategy or default_strategy(spec.family, jax.default_backend(), spec.strategy)
     names = sorted(job.runs[0].hparams)
     hparams = {k: np.array([r.hparams[k] for r in job.runs]) for k in names}
     seeds = np.array([r.seed for r in job.runs])
@@ -173,14 +173,17 @@ def probe_job(
     return Probe(
         task=spec.name, family=spec.family, optimizer=job.optimizer.name, runs=R,
         num_steps=job.num_steps, strategy=res.strategy, programs=res.programs,
-        runs_per_program=_runs_per_program(R, res.programs, res.strategy), compile_s=res.compile_seconds, run_s=res.run_seconds,
+        runs_per_program=_runs_per_program(R, res.programs), compile_s=res.compile_seconds, run_s=res.run_seconds,
         peak_bytes=peak.peak, weights=weights,
     )
 
 
-def _runs_per_program(R: int, programs: int, strategy: str) -> int:
-    chunks = max(1, programs // PROGRAMS_PER_CHUNK.get(strategy.split("+", 1)[0], 1))
-    return -(-R // chunks)
+def _chunks(programs: int) -> int:
+    return max(1, programs // ENGINE_PROGRAMS_PER_CHUNK)
+
+
+def _runs_per_program(R: int, programs: int) -> int:
+    return -(-R // _chunks(programs))
 
 
 def _proxy(spec: TaskSpec, size: TaskSize | None) -> float:
@@ -240,7 +243,7 @@ def calibrate(
             if on_probe:
                 on_probe(pr)
             kind = "learned" if job.optimizer.kind == "learned" else "handcrafted"
-            rates[kind] = {"compile_s": pr.compile_s / max(1, pr.programs), "run_step_s": pr.run_step_s}
+            rates[kind] = {"compile_s": pr.compile_s / _chunks(pr.programs), "run_step_s": pr.run_step_s}
         if "handcrafted" not in rates or "learned" not in rates:
             raise CeloBenchError(f"the calibration needs both adam and celo in the registry (task {task})")
         family_rates[family] = rates
@@ -262,11 +265,11 @@ def calibrate(
 
 
 def rates_for(probes: Sequence[Probe], kinds: Mapping[str, str]) -> dict[str, dict[str, float]]:
-    """Per-kind rates (``compile_s`` per program, ``run_step_s``) of one task's probes.
+    """Per-kind rates (``compile_s`` per chunk, ``run_step_s``) of one task's probes.
 
     `kinds` maps optimizer name -> ``handcrafted`` | ``learned``.
     """
-    return {kinds[pr.optimizer]: {"compile_s": pr.compile_s / max(1, pr.programs), "run_step_s": pr.run_step_s}
+    return {kinds[pr.optimizer]: {"compile_s": pr.compile_s / _chunks(pr.programs), "run_step_s": pr.run_step_s}
             for pr in probes}
 
 

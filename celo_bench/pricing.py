@@ -5,10 +5,10 @@ it counts what a ``celo-bench run`` with the same options would do:
 
 - **runs** (one per grid point x seed x task), **jobs** (one per task x optimizer) and
   **compiled programs**: a job splits into ``ceil(runs / runs_per_program)`` chunks when its
-  runs do not fit in the device's memory budget (:mod:`celo_bench.engine.memory`), and each
-  chunk compiles :data:`PROGRAMS_PER_CHUNK` programs for its steps strategy (``scan``: the
-  whole horizon in one program, vmapped or reused run after run; ``loop``: four pieces,
-  init, evaluation chunk, block of steps, final loss);
+  runs do not fit in the device's memory budget (:mod:`celo_bench.engine.memory`); each
+  chunk compiles :data:`PROGRAMS_PER_CHUNK` programs of its own (init, a block of steps),
+  and each task adds :data:`START_PER_TASK` plus :data:`SHARED_PER_SHAPE` per distinct
+  chunk shape (evaluation, final loss), shared by its jobs;
 - what the results folder already holds (:class:`~celo_bench.store.Store` statuses);
 - which datasets and learned-optimizer weights are present, and the command that fetches
   each missing one;
@@ -41,8 +41,17 @@ from celo_bench.store import Store
 from celo_bench.strategy import BACKENDS
 from celo_bench.suite import Registry, canonical_json
 
-PROGRAMS_PER_CHUNK = {"scan": 1, "loop": 4}
-"""Compiled programs per chunk of a job, by steps strategy (see celo_bench.engine._train)."""
+PROGRAMS_PER_CHUNK = 2
+"""Programs a chunk of a job compiles for itself: the optimizer's init and a block of training
+steps (a ``lax.scan`` over the steps between two evaluations with ``scan``; ``block_size``
+unrolled steps with ``loop``). See celo_bench.engine._train."""
+SHARED_PER_SHAPE = 2
+"""Programs shared by every job of a task with the same runs per program (and vmap or not):
+the evaluation chunk and the final minibatch loss."""
+START_PER_TASK = 1
+"""The program that draws every seed's initial parameters and data order, once per task."""
+ENGINE_PROGRAMS_PER_CHUNK = 4
+"""Programs the engine reports per chunk (its own two plus the two shared ones)."""
 METADATA_BYTES = 2048
 """Per-record metadata (config JSON, provenance, timings) in the store, roughly."""
 
@@ -103,7 +112,8 @@ class Plan:
             "runs_learned": sum(j.runs for j in self.jobs if j.kind == "learned"),
             "jobs": len(self.jobs),
             "chunks": sum(j.chunks for j in self.jobs),
-            "programs": sum(j.programs for j in self.jobs),
+            "programs": sum(j.programs for j in self.jobs) + self.shared_programs(),
+            "shared_programs": self.shared_programs(),
             "task_steps": sum(j.runs * j.num_steps for j in self.jobs),
             "runs_to_do": runs - sum(j.stored for j in self.jobs),
             "runs_without_weights": sum(
@@ -111,6 +121,16 @@ class Plan:
                 if any(c["optimizer"] == j.optimizer and not c["present"] for c in self.checkpoints)
             ),
         }
+
+    def shared_programs(self) -> int:
+        """Programs shared by the jobs of a task: the start, and evaluation + final loss per
+        distinct chunk shape (runs per program, vmapped or not)."""
+        shapes: dict[str, set[tuple[bool, int]]] = {}
+        for j in self.jobs:
+            vmap = "+vmap" in j.strategy
+            sizes = {min(j.runs_per_program, j.runs), j.runs - (j.chunks - 1) * j.runs_per_program}
+            shapes.setdefault(j.task, set()).update((vmap, s if vmap else 1) for s in sizes if s > 0)
+        return sum(START_PER_TASK + SHARED_PER_SHAPE * len(v) for v in shapes.values())
 
     def by_strategy(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -295,7 +315,7 @@ def price(
     statuses = store.statuses() if Path(results).is_dir() else {}
     priced = []
     for job in jobs:
-        steps_s, label = job.strategy.steps, job.strategy.label
+        label = job.strategy.label
         size = (sizes or {}).get(job.task.name)
         if memory_budget and size:
             per_program = max(1, memory_budget // max(1, size.bytes_per_run))
@@ -310,7 +330,7 @@ def price(
             stored=sum(r.key in statuses for r in job.runs), num_steps=job.num_steps,
             eval_every=job.task.eval_every, strategy=label,
             runs_per_program=min(per_program, len(job.runs)), chunks=n_chunks,
-            programs=n_chunks * PROGRAMS_PER_CHUNK[steps_s],
+            programs=n_chunks * PROGRAMS_PER_CHUNK,
         ))
     keys = {r.key for j in jobs for r in j.runs}
     got = Counter(s for k, s in statuses.items() if k in keys)
@@ -330,9 +350,9 @@ def project(p: Plan, rates: Mapping[str, Mapping[str, Any]], *, skip_unavailable
     """Projected wall time of plan `p` from measured probe rates, one device, jobs in sequence.
 
     `rates` maps task -> ``{"handcrafted": r, "learned": r}`` where each ``r`` has
-    ``compile_s`` (seconds per compiled program) and ``run_step_s`` (seconds per training
-    step of one run, evaluations included). A job costs ``programs x compile_s +
-    runs x T x run_step_s``. Runs still to do only; learned optimizers without weights
+    ``compile_s`` (compile seconds per chunk, shared programs included: an upper bound) and
+    ``run_step_s`` (seconds per training step of one run, evaluations included). A job costs
+    ``chunks x compile_s + runs x T x run_step_s``. Runs still to do only; learned optimizers without weights
     are left out (``run`` skips them) unless `skip_unavailable` is False.
 
     Returns:
@@ -346,7 +366,7 @@ def project(p: Plan, rates: Mapping[str, Mapping[str, Any]], *, skip_unavailable
         if not todo or j.optimizer in no_weights or j.task not in rates:
             continue
         r = rates[j.task]["learned" if j.kind == "learned" else "handcrafted"]
-        c = math.ceil(todo / j.runs_per_program) * PROGRAMS_PER_CHUNK[j.strategy.split("+", 1)[0]] * r["compile_s"]
+        c = math.ceil(todo / j.runs_per_program) * r["compile_s"]
         t = todo * j.num_steps * r["run_step_s"]
         compile_s, train_s = compile_s + c, train_s + t
         per_task[j.task] = per_task.get(j.task, 0.0) + c + t
@@ -360,7 +380,10 @@ def project(p: Plan, rates: Mapping[str, Mapping[str, Any]], *, skip_unavailable
 __all__ = [
     "BACKENDS",
     "METADATA_BYTES",
+    "ENGINE_PROGRAMS_PER_CHUNK",
     "PROGRAMS_PER_CHUNK",
+    "SHARED_PER_SHAPE",
+    "START_PER_TASK",
     "JobPrice",
     "Plan",
     "TaskSize",

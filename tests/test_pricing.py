@@ -66,8 +66,10 @@ def test_paper_counts_match_the_specs(reg, tmp_path):
     assert {k: got[k] for k in want} == want
     assert got["task_steps"] == 5865 * 2000
     assert got["runs_to_do"] == 5865 and p.stored["stored"] == 0
-    # On a GPU every job is one scan + vmap program when it fits.
-    assert p.by_strategy() == {"scan+vmap": {"jobs": 425, "chunks": 425, "programs": 425, "runs": 5865}}
+    # On a GPU every job is one scan + vmap chunk when it fits: its init and its block of steps.
+    assert p.by_strategy() == {"scan+vmap": {"jobs": 425, "chunks": 425, "programs": 850, "runs": 5865}}
+    # Per task: the start program, and evaluation + final loss for 21-run and 3-run chunks.
+    assert got["shared_programs"] == 17 * (1 + 2 * 2) and got["programs"] == 850 + 85
 
 
 def test_restricted_grid_counts(reg, tmp_path):
@@ -78,20 +80,22 @@ def test_restricted_grid_counts(reg, tmp_path):
 
 
 def test_programs_follow_strategy_and_memory(reg, tmp_path):
-    """scan: 1 program per chunk; loop: 4; chunks = ceil(runs / (budget // bytes per run))."""
+    """2 programs per chunk; chunks = ceil(runs / (budget // bytes per run))."""
     sizes = {"Conv_Cifar10_32x64x64": TaskSize(1, 1, 100), "ImageMLP_FashionMnist_Relu128x128": TaskSize(1, 1, 100)}
     p = pricing.price(reg, "paper", tasks=list(sizes), optimizers=["adam", "celo"], results=tmp_path,
                       backend="cpu", memory_budget=250, sizes=sizes)
     jobs = {(j.task, j.optimizer): j for j in p.jobs}
     conv_adam = jobs[("Conv_Cifar10_32x64x64", "adam")]
     assert (conv_adam.strategy.split("@")[0], conv_adam.runs_per_program, conv_adam.chunks) == ("loop+sequential", 2, 11)
-    assert conv_adam.programs == 44  # 11 chunks x 4 loop programs
+    assert conv_adam.programs == 22  # 11 chunks x (init + block of steps)
     mlp_adam = jobs[("ImageMLP_FashionMnist_Relu128x128", "adam")]
-    assert mlp_adam.strategy.startswith("scan+vmap") and (mlp_adam.chunks, mlp_adam.programs) == (11, 11)
-    assert jobs[("ImageMLP_FashionMnist_Relu128x128", "celo")].programs == 2  # 3 runs, 2 per program
+    assert mlp_adam.strategy.startswith("scan+vmap") and (mlp_adam.chunks, mlp_adam.programs) == (11, 22)
+    assert jobs[("ImageMLP_FashionMnist_Relu128x128", "celo")].chunks == 2  # 3 runs, 2 per program
+    # Shared: conv (sequential) 1 start + 2; mlp (vmap, chunks of 2 and 1 runs) 1 + 2 x 2.
+    assert p.shared_programs() == 3 + 5
     on_gpu = pricing.price(reg, "paper", tasks=list(sizes), optimizers=["adam"], results=tmp_path, backend="gpu",
                            memory_budget=10**6, sizes=sizes)
-    assert [j.programs for j in on_gpu.jobs] == [1, 1]
+    assert [j.programs for j in on_gpu.jobs] == [2, 2]
 
 
 def test_store_size_per_record():
