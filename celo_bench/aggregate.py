@@ -38,7 +38,11 @@ from rliable import library as rly
 from celo_bench.errors import CeloBenchError
 
 METRICS = ("iqm", "median", "mean", "optimality_gap")
-CRITERIA = {"final_loss": "final_loss_score", "speedup": "speedup_score"}
+CRITERIA = {"final_loss": "final_loss_score", "speedup": "speedup_score",
+            "wall_clock_speedup": "wall_clock_speedup_score"}
+"""Criterion -> its score column. Wall-clock speedup (SU_time, see :mod:`celo_bench.score`)
+has a matrix only for optimizers timed on every task they cover (with the reference timed
+there too); elsewhere its aggregates are NaN. Ranking uses final loss, then speedup."""
 DEFAULT_REPS = 2000
 DEFAULT_SEED = 0
 
@@ -95,9 +99,13 @@ def score_matrices(scores: pd.DataFrame, column: str) -> dict[str, ScoreMatrix]:
 
     Only seeds scored on every task the optimizer covers become rows (the bootstrap needs a
     rectangle); a seed missing on one task is a missing record, not a failure, since
-    failures are scored 0 upstream.
+    failures are scored 0 upstream. A NaN score (a wall-clock speedup without a timing)
+    drops its seed too, so an optimizer missing a timing on one task has no matrix. A
+    frame without `column` gives no matrices.
     """
-    out = {}
+    out: dict[str, ScoreMatrix] = {}
+    if column not in scores.columns:
+        return out
     for opt, g in scores.groupby("optimizer", sort=True):
         table = g.pivot(index="seed", columns="task", values=column).sort_index()
         table = table.dropna(axis=0, how="any")
@@ -314,7 +322,7 @@ def aggregate_table(
     Row columns: ``optimizer, optimizer_kind, tasks`` (scored), ``tasks_total`` (tasks of
     the suite: `suite_tasks`, default every task in `tasks`), ``coverage`` (their ratio),
     ``complete`` (a score on every task), ``runs`` (rows of the score matrix: seeds), then
-    ``{criterion}_{metric}[_low|_high]`` for criterion in final_loss/speedup and metric in
+    ``{criterion}_{metric}[_low|_high]`` for criterion in :data:`CRITERIA` and metric in
     :data:`METRICS` (over the covered tasks), ``{criterion}_iqm_zero_filled`` (IQM with a
     missing task scored 0), the run counts of :data:`COUNT_COLUMNS`, ``edges`` (tasks whose
     tuned point is at a grid edge) and ``poi_vs_reference`` / ``poi_vs_top`` (final-loss

@@ -13,7 +13,9 @@ moves them aside. Planned runs that are not stored are counted too (``Results.mi
 Frames (all tidy, one row per entity named):
 
 - ``runs``: every planned run that is stored (smoothed curve, final loss, ``selected``);
-- ``scores``: every tuned (task, optimizer, seed): final-loss and speedup scores;
+- ``scores``: every tuned (task, optimizer, seed): final-loss, speedup and wall-clock
+  speedup scores (the last from per-step timings of the results' device kind, read from
+  ``<bench_dir>/step_time-<kind>.json``; NaN where a timing is missing);
 - ``tasks``: every (task, optimizer): tuned point, grid-edge flag, mean/std scores, counts;
 - ``aggregate``: every optimizer, ranked (see :data:`celo_bench.aggregate.COVERAGE_RULES`):
   IQM/median/mean/optimality gap with CIs, coverage and the zero-filled IQM;
@@ -23,6 +25,7 @@ Frames (all tidy, one row per entity named):
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from celo_bench import timings
 from celo_bench.aggregate import (
     COVERAGE_RULES,
     DEFAULT_COVERAGE_RULE,
@@ -53,6 +57,8 @@ class Results:
     ``ignored``: stored records of the suite that the current plan does not hold;
     ``missing``: optimizer -> planned runs not stored; ``unrun``: optimizer -> one-line
     reason (with its fix) for every planned optimizer without a run that finished ok.
+    ``device_kind``: the device kind whose per-step timings the wall-clock speedup uses;
+    ``timings_missing``: the (task, optimizer) pairs scored without a timing of that kind.
     """
 
     suite: str
@@ -75,6 +81,8 @@ class Results:
     ignored: int = 0
     missing: Mapping[str, int] = field(default_factory=dict)
     unrun: Mapping[str, str] = field(default_factory=dict)
+    device_kind: str = timings.UNKNOWN_KIND
+    timings_missing: tuple[tuple[str, str], ...] = ()
 
 
 def fingerprint(records: pd.DataFrame) -> str:
@@ -230,6 +238,50 @@ def unrun_reasons(records: pd.DataFrame, jobs: Sequence[Job], suite: str) -> dic
     return out
 
 
+def suites_with_results(results: str | os.PathLike) -> list[str]:
+    """Names of the suites that have at least one stored record in `results` (sorted)."""
+    df = Store(results).read(curves=False)
+    return sorted(set(df["suite"])) if len(df) and "suite" in df.columns else []
+
+
+# ---- device kind and per-step timings ----------------------------------------------------
+
+
+def records_device_kind(records: pd.DataFrame) -> str:
+    """The device kind most of `records` ran on (``provenance["device"]``; ties: by name),
+    or ``"unknown"`` when no record names one."""
+    kinds: dict[str, int] = {}
+    for prov in records["provenance"] if "provenance" in records.columns else []:
+        if isinstance(prov, str):
+            try:
+                prov = json.loads(prov or "{}")
+            except ValueError:
+                prov = {}
+        kind = prov.get("device") if isinstance(prov, Mapping) else None
+        if kind:
+            kinds[str(kind)] = kinds.get(str(kind), 0) + 1
+    if not kinds:
+        return timings.UNKNOWN_KIND
+    return sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+
+
+def missing_timings(scores: pd.DataFrame, step_seconds: Mapping[tuple[str, str], float],
+                    reference: str) -> list[tuple[str, str]]:
+    """(task, optimizer) pairs the wall-clock speedup needs but `step_seconds` lacks: every
+    scored pair and the reference on every scored task, sorted."""
+    need = set(zip(scores["task"], scores["optimizer"], strict=True)) | {(t, reference) for t in scores["task"]}
+    return sorted(k for k in need if k not in step_seconds)
+
+
+def timings_note(missing: Sequence[tuple[str, str]], device_kind: str, suite: str,
+                 bench_dir: str | os.PathLike) -> str:
+    """One line: which timings the wall-clock speedup lacks and the command that measures them."""
+    pairs = ", ".join(f"{t}/{o}" for t, o in missing[:6]) + (", ..." if len(missing) > 6 else "")
+    return (f"wall-clock speedup (SU_time) is missing where a per-step timing on device kind '{device_kind}' is "
+            f"missing ({len(missing)} task/optimizer pairs: {pairs}); measure them with "
+            f"{timings.command(suite, device_kind, bench_dir)}")
+
+
 # ---- scoring --------------------------------------------------------------------------
 
 
@@ -245,6 +297,8 @@ def score_results(
     steps: int | None = None,
     seeds: int | None = None,
     coverage_rule: str = DEFAULT_COVERAGE_RULE,
+    bench_dir: str | os.PathLike | None = None,
+    device_kind: str | None = None,
 ) -> Results:
     """Score the stored runs of `suite`'s current plan against tuned Adam and aggregate.
 
@@ -261,6 +315,10 @@ def score_results(
             ``--steps`` / ``--seeds`` (default: the suite's).
         coverage_rule: How rows without a score on every task rank (see
             :data:`celo_bench.aggregate.COVERAGE_RULES`).
+        bench_dir: Benchmark folder holding ``step_time-<kind>.json`` (``celo-bench bench
+            step-time``; default ``benchmarks/``).
+        device_kind: Whose per-step timings the wall-clock speedup uses (default: the kind
+            most scored records ran on); timings of other kinds are never read.
 
     Raises:
         CeloBenchError: no record of the current plan, or none of the reference optimizer.
@@ -284,7 +342,13 @@ def score_results(
     if missing:
         notes.append(f"tasks without stored '{ref}' runs of the current plan are unscored: {', '.join(missing)}; "
                      f"`celo-bench run --suite {suite} -o {ref}` runs them")
-    scored = score_records(records, config)
+    kind = device_kind or records_device_kind(records)
+    bench = Path(bench_dir) if bench_dir is not None else timings.DEFAULT_OUT
+    step_seconds = timings.read_step_times(bench, kind)
+    scored = score_records(records, config, step_seconds)
+    no_timing = missing_timings(scored.scores, step_seconds, ref)
+    if no_timing:
+        notes.append(timings_note(no_timing, kind, suite, bench))
     table, poi, mats = aggregate_table(
         scored.scores, scored.tasks, reference=ref, reps=reps, seed=seed, confidence=confidence,
         suite_tasks=spec.tasks, coverage_rule=coverage_rule,
@@ -303,5 +367,5 @@ def score_results(
         scores=scored.scores, tasks=scored.tasks, aggregate=table, poi=poi, matrices=mats,
         notes=tuple(notes), coverage_rule=coverage_rule, suite_tasks=tuple(spec.tasks),
         planned=sel.planned, ignored=sel.ignored, missing=sel.missing,
-        unrun=unrun_reasons(records, jobs, suite),
+        unrun=unrun_reasons(records, jobs, suite), device_kind=kind, timings_missing=tuple(no_timing),
     )

@@ -18,6 +18,16 @@ The pipeline, each step a pure function of pandas frames read from the store:
 
    with ``\\tilde y_o`` the smoothed curve and ``T`` the horizon. Both are > 1 when the
    optimizer beats tuned Adam; Adam scored against itself gets FL = 1 and SU >= 1.
+4. **Wall-clock speedup** (optional, when per-step timings of one run are given):
+
+   .. math::
+
+       \\mathrm{SU_{time}} = \\frac{T \\cdot c_\\mathrm{Adam}}{t_o \\cdot c_o}
+       = \\mathrm{SU} \\cdot c_\\mathrm{Adam} / c_o
+
+   with ``c`` the seconds per training step of one run of that optimizer on that task,
+   measured on one device kind (``celo-bench bench step-time``). SU_time is NaN where a
+   timing is missing, 0 where SU is 0.
 
 Conventions for runs that do not produce a usable number (all tested):
 
@@ -51,6 +61,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -288,6 +299,36 @@ SCORE_COLUMNS = [
     "task", "optimizer", "optimizer_kind", "seed", "hparam_id", "status", "num_steps",
     "final_loss", "reference_loss", "reference_ok", "t_hit", "final_loss_score", "speedup_score",
 ]
+WALL_CLOCK = "wall_clock_speedup_score"
+
+
+def wall_clock_speedup(speedup: float, c_ref: float | None, c_opt: float | None) -> float:
+    """SU_time = SU * c_ref / c_opt = (T * c_ref) / (t_hit * c_opt).
+
+    `c_ref` and `c_opt` are seconds per step of one run (the reference's and the
+    optimizer's, on the same task and device kind). NaN when either is missing, not
+    finite or not positive; 0 when SU is 0 (the target was never reached).
+    """
+    ok = all(c is not None and np.isfinite(c) and c > 0 for c in (c_ref, c_opt))
+    if not ok:
+        return float("nan")
+    return 0.0 if speedup == 0 else float(speedup) * float(c_ref) / float(c_opt)
+
+
+def add_wall_clock(scores: pd.DataFrame, step_seconds: Mapping[tuple[str, str], float] | None,
+                   reference: str) -> pd.DataFrame:
+    """`scores` with a ``wall_clock_speedup_score`` column (see :func:`wall_clock_speedup`).
+
+    `step_seconds` maps (task, optimizer) to seconds per step of one run, all of one device
+    kind; rows whose optimizer or reference has no timing on their task get NaN.
+    """
+    times = dict(step_seconds or {})
+    out = scores.copy()
+    out[WALL_CLOCK] = [
+        wall_clock_speedup(su, times.get((t, reference)), times.get((t, o)))
+        for t, o, su in zip(out["task"], out["optimizer"], out["speedup_score"], strict=True)
+    ]
+    return out
 
 
 def score_against_reference(runs: pd.DataFrame, config: ScoreConfig) -> pd.DataFrame:
@@ -366,12 +407,17 @@ class RunScores:
     """Tidy frames of the per-run and per-task stages (see :func:`score_records`)."""
 
     runs: pd.DataFrame  # one row per stored run (+ smoothed curve, final_loss, selected)
-    scores: pd.DataFrame  # one row per tuned (task, optimizer, seed): FL, SU
+    scores: pd.DataFrame  # one row per tuned (task, optimizer, seed): FL, SU, SU_time
     tasks: pd.DataFrame  # one row per (task, optimizer): summary, edges, failure counts
 
 
-def score_records(records: pd.DataFrame, config: ScoreConfig) -> RunScores:
-    """Smooth, tune and score store records (``Store.read()`` frame) against the reference."""
+def score_records(records: pd.DataFrame, config: ScoreConfig,
+                  step_seconds: Mapping[tuple[str, str], float] | None = None) -> RunScores:
+    """Smooth, tune and score store records (``Store.read()`` frame) against the reference.
+
+    `step_seconds`: (task, optimizer) -> seconds per step of one run on one device kind;
+    the scores' ``wall_clock_speedup_score`` is NaN wherever a timing is missing.
+    """
     runs = select(run_frame(records, config), config.selection)
-    scores = score_against_reference(runs, config)
+    scores = add_wall_clock(score_against_reference(runs, config), step_seconds, config.reference)
     return RunScores(runs=runs, scores=scores, tasks=task_frame(runs, scores, config))

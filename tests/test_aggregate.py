@@ -243,3 +243,26 @@ def test_coverage_rule_is_a_named_setting():
     # without the suite's task list, the tasks present are the suite
     default, _, _ = aggregate_table(scores, tasks, reps=20)
     assert list(default["tasks_total"]) == [2, 2, 2]
+
+
+def test_wall_clock_speedup_is_aggregated_only_where_every_task_is_timed():
+    rows = []
+    for task in ("t1", "t2"):
+        for opt, su in (("adam", 1.0), ("a", 2.0), ("b", 1.5)):
+            for seed in range(3):
+                timed = not (opt == "b" and task == "t2")  # b has no timing on t2
+                rows.append({"task": task, "optimizer": opt, "optimizer_kind": "handcrafted", "seed": seed,
+                             "final_loss_score": 1.0, "speedup_score": su,
+                             "wall_clock_speedup_score": su * 0.5 if timed else np.nan})
+    scores = pd.DataFrame(rows)
+    tasks = scores.groupby(["task", "optimizer"], as_index=False).first()[["task", "optimizer", "optimizer_kind"]]
+    tasks = tasks.assign(runs=3, diverged=0, failed=0, tuned_diverged=0, tuned_failed=0, edge="")
+    assert set(score_matrices(scores, "wall_clock_speedup_score")) == {"adam", "a"}
+    table, _, mats = aggregate_table(scores, tasks, reps=20)
+    t = table.set_index("optimizer")
+    assert t.loc["a", "wall_clock_speedup_iqm"] == pytest.approx(1.0)
+    assert t.loc["adam", "wall_clock_speedup_iqm"] == pytest.approx(0.5)
+    assert np.isnan(t.loc["b", "wall_clock_speedup_iqm"])  # never a partial aggregate
+    assert t.loc["b", "speedup_iqm"] == pytest.approx(1.5)
+    # a scores frame without the column (older callers) gives no wall-clock matrices
+    assert score_matrices(scores.drop(columns="wall_clock_speedup_score"), "wall_clock_speedup_score") == {}

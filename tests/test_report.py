@@ -321,3 +321,47 @@ def test_not_run_reasons_never_contradict_a_ranked_row(report):
     merged = with_not_run(res, {"celo": "checkpoint missing here; fix: ...", "velo_4000": "not offline; fix: ..."})
     assert merged.unrun == {"velo_4000": "not offline; fix: ..."}  # celo has ranked results
     assert with_not_run(res, None) is res
+
+
+def test_wall_clock_speedup_column_and_tier_agreement_section(tmp_path):
+    from celo_bench import timings
+    from celo_bench.suite import SuiteSpec
+
+    opts = {"adam": ("handcrafted", 1.0), "A": ("handcrafted", 0.9), "B": ("handcrafted", 1.2)}
+    tasks = ["t1", "t2"]
+    reg = registry(tasks, opts, steps=50, lrs=(1e-3, 1e-2, 1e-1), seeds=2)
+    fy = SuiteSpec(name="fy", version="1", tasks=tuple(tasks), optimizers=tuple(opts), steps=50, seeds=2)
+    reg = dataclasses.replace(reg, suites={**reg.suites, "fy": fy})
+    for suite in ("fx", "fy"):
+        write(tmp_path / "r", grid_records(tasks, opts, seeds=2, n=6, suite=suite), reg)
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    cost = {"adam": 0.002, "A": 0.004}  # B is not timed: its wall-clock speedup is missing
+    doc = {"settings": {"device_kind": "Test GPU"},
+           "rows": [{"task": t, "optimizer": o, "seconds_per_step": c} for t in tasks for o, c in cost.items()]}
+    timings.path(bench, "Test GPU").write_text(json.dumps(doc))
+    out = write_report(suite="fx", results=tmp_path / "r", out=tmp_path / "o", reps=20, registry=reg,
+                       bench_dir=bench, device_kind="Test GPU")
+    md = (out / "leaderboard.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| # |"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    j = cols.index("wall-clock speedup IQM [95% CI] (Test GPU)")
+    assert cols[j - 1] == "speedup IQM [95% CI]"
+    rows = {r.split("|")[2].strip().strip("*"): [c.strip() for c in r.strip("|").split("|")]
+            for r in md.splitlines() if re.match(r"\| \d+ \|", r)}
+    agg = score_results(tmp_path / "r", "fx", registry=reg, reps=20, bench_dir=bench,
+                        device_kind="Test GPU").aggregate.set_index("optimizer")
+    assert rows["A"][j].startswith(f"{agg.loc['A', 'wall_clock_speedup_iqm']:.3f} [")
+    assert agg.loc["A", "wall_clock_speedup_iqm"] == pytest.approx(agg.loc["A", "speedup_iqm"] * 0.5, rel=0.2)
+    assert rows["B"][j] == "-"
+    assert "device kind `Test GPU`" in md
+    assert "missing (2 task/optimizer pairs: t1/B, t2/B)" in md and "celo-bench bench step-time --suite fx" in md
+    assert png_size(out / "figures" / "main_iqm.png")[0] == int(13.5 * DPI)  # a third panel: wall clock
+    csv = pd.read_csv(out / "tables" / "aggregate.csv")
+    assert "wall_clock_speedup_iqm_low" in csv.columns
+    # the store holds a second suite: the report compares the two tiers
+    tier = pd.read_csv(out / "tables" / "tier_agreement_fy.csv").set_index("criterion")
+    assert tier.loc["final_loss", "kendall_tau"] == pytest.approx(1.0) and tier.loc["final_loss", "optimizers"] == 3
+    assert (out / "figures" / "tier_agreement_fy.pdf").stat().st_size > 1000
+    page = (out / "index.html").read_text()
+    assert 'id="tier-agreement"' in page and "fx vs fy" in page

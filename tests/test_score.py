@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from _score_fixtures import decaying, record, registry, write
 
+from celo_bench import timings
 from celo_bench.errors import CeloBenchError
 from celo_bench.results import score_results
 from celo_bench.score import (
@@ -19,6 +20,7 @@ from celo_bench.score import (
     first_hit,
     score_records,
     speedup_score,
+    wall_clock_speedup,
 )
 from celo_bench.store import Store
 
@@ -299,3 +301,66 @@ def test_duplicate_reference_records_are_a_clear_error(tmp_path):
     write(tmp_path, [a, b])
     with pytest.raises(CeloBenchError, match="more than one tuned 'adam' record for task t, seed 0"):
         score_records(Store(tmp_path).read(), ScoreConfig())
+
+
+def test_wall_clock_speedup_formula():
+    assert wall_clock_speedup(2.0, 0.01, 0.01) == pytest.approx(2.0)
+    assert wall_clock_speedup(2.0, 0.01, 0.02) == pytest.approx(1.0)  # twice the cost per step
+    assert wall_clock_speedup(0.0, 0.01, 0.02) == 0.0  # never reached the target
+    for c_ref, c_opt in ((None, 0.01), (0.01, None), (0.01, 0.0), (NAN, 0.01)):
+        assert np.isnan(wall_clock_speedup(2.0, c_ref, c_opt))
+
+
+def test_wall_clock_speedup_equals_speedup_at_equal_cost_and_scales_by_the_cost_ratio(tmp_path):
+    adam = decaying(11, 2.0, 0.5)
+    fast = np.concatenate([adam[2:], np.full(2, adam[-1])])  # reaches adam's final loss at step 80
+    write(tmp_path, [record("t", "adam", s, adam) for s in range(2)]
+          + [record("t", "fast", s, fast) for s in range(2)])
+    frame = Store(tmp_path).read()
+    cfg = ScoreConfig(ema_alpha=0.0)
+    same = score_records(frame, cfg, {("t", "adam"): 0.004, ("t", "fast"): 0.004}).scores
+    np.testing.assert_allclose(same["wall_clock_speedup_score"], same["speedup_score"])
+    assert one(same, "t", "fast", 0)["speedup_score"] == pytest.approx(100 / 80)
+    dear = score_records(frame, cfg, {("t", "adam"): 0.004, ("t", "fast"): 0.010}).scores
+    row = one(dear, "t", "fast", 0)
+    assert row["wall_clock_speedup_score"] == pytest.approx(row["speedup_score"] * 0.4)  # (T c_ref)/(t c_opt)
+    assert row["wall_clock_speedup_score"] == pytest.approx(100 * 0.004 / (80 * 0.010))
+    ref = one(dear, "t", "adam", 0)
+    assert ref["wall_clock_speedup_score"] == pytest.approx(ref["speedup_score"])
+    # a missing timing (of the optimizer or of the reference) is NaN, never a guess
+    part = score_records(frame, cfg, {("t", "adam"): 0.004}).scores
+    assert np.isnan(one(part, "t", "fast", 0)["wall_clock_speedup_score"])
+    assert not np.isnan(one(part, "t", "adam", 0)["wall_clock_speedup_score"])
+    assert score_records(frame, cfg).scores["wall_clock_speedup_score"].isna().all()
+
+
+def test_score_results_reads_the_timings_of_one_device_kind_only(tmp_path):
+    reg = registry(["t"], ["adam", "fast"], steps=100)
+    adam = decaying(11, 2.0, 0.5)
+    fast = np.concatenate([adam[2:], np.full(2, adam[-1])])
+    write(tmp_path / "r", [record("t", "adam", 0, adam), record("t", "fast", 0, fast)])
+    bench = tmp_path / "b"
+    bench.mkdir()
+    for kind, c_fast in (("kind-a", 0.002), ("kind-b", 0.008)):
+        doc = {"settings": {"device_kind": kind}, "rows": [
+            {"task": "t", "optimizer": "adam", "seconds_per_step": 0.004},
+            {"task": "t", "optimizer": "fast", "seconds_per_step": c_fast}]}
+        timings.path(bench, kind).write_text(json.dumps(doc))
+    cfg = ScoreConfig(ema_alpha=0.0)
+    for kind, ratio in (("kind-a", 2.0), ("kind-b", 0.5)):
+        res = score_results(tmp_path / "r", "fx", registry=reg, reps=20, config=cfg, bench_dir=bench,
+                            device_kind=kind)
+        row = one(res.scores, "t", "fast", 0)
+        assert res.device_kind == kind
+        assert row["wall_clock_speedup_score"] == pytest.approx(row["speedup_score"] * ratio)
+        assert res.timings_missing == ()
+    res = score_results(tmp_path / "r", "fx", registry=reg, reps=20, config=cfg, bench_dir=bench,
+                        device_kind="kind-c")
+    assert res.scores["wall_clock_speedup_score"].isna().all()
+    assert res.timings_missing == (("t", "adam"), ("t", "fast"))
+    note = next(n for n in res.notes if "wall-clock speedup" in n)
+    assert "'kind-c'" in note and "t/adam, t/fast" in note
+    assert f"celo-bench bench step-time --suite fx --out {bench}" in note
+    # a file whose recorded kind is another one is not read under this name
+    timings.path(bench, "kind-c").write_text(timings.path(bench, "kind-a").read_text())
+    assert timings.read_step_times(bench, "kind-c") == {}

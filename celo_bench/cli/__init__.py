@@ -47,6 +47,8 @@ COMMANDS: dict[str, Entry] = {
                    "per optimizer."),
     "report": Entry(("report",), "Write leaderboard.md, index.html, figures (PNG/PDF) and tables (CSV/MD/TeX) "
                     "to --out."),
+    "compare-suites": Entry(("compare_suites",), "Tier agreement: Kendall's tau and Spearman's rho between two "
+                            "suites' IQM rankings, with bootstrap CIs, top-5 overlap and a scatter."),
     "prune": Entry(("prune",), "Move records that no current suite plans to <results>/.pruned/."),
     "validate": Entry(("submit",), "Check a submission: metadata, search space, checkpoint, then its code in a "
                       "separate, time-limited process."),
@@ -56,7 +58,7 @@ COMMANDS: dict[str, Entry] = {
     "meta-train": Entry(("meta_train",), "Meta-train a learned optimizer (truncated PES, task augmentation, "
                         "Celo's two phases)."),
     "bench": Entry(tuple(m for m in _command_modules() if m.startswith("bench_")),
-                   "Benchmarks of speed (engine, optimizer overhead, a whole grid)."),
+                   "Benchmarks of speed (engine, optimizer overhead, per-step time of one run, a whole grid)."),
 }
 """Command name -> the modules of this package that register it, and its line in ``--help``.
 

@@ -7,7 +7,8 @@
     out/figures/*.png|pdf       main IQM figure, performance profiles, training curves,
                                 learning-rate sensitivity, probability-of-improvement matrix
     out/figures/tasks/*.png     one training-curve panel per task (used by the page)
-    out/tables/*.csv|md|tex     aggregate, per-task scores, overhead and ablation when available
+    out/tables/*.csv|md|tex     aggregate, per-task scores, overhead and ablation when available,
+                                tier agreement with every other suite that has results
     out/README.md               command, suite version, results fingerprint, date
 
 Everything but README.md is a pure function of the results: regenerating from the same
@@ -31,7 +32,7 @@ import secrets
 import shlex
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,12 @@ from filelock import FileLock
 from celo_bench import aggregate as agg
 from celo_bench.aggregate import DEFAULT_COVERAGE_RULE
 from celo_bench.bench.results import DEFAULT_OUT as BENCH_DIR
+from celo_bench.compare import Comparison, compare
 from celo_bench.errors import CeloBenchError
 from celo_bench.report import figures as F
 from celo_bench.report import html, tables
 from celo_bench.report.leaderboard import embed, leaderboard_markdown
-from celo_bench.results import Results, score_results
+from celo_bench.results import Results, score_results, suites_with_results
 from celo_bench.score import ScoreConfig
 from celo_bench.suite import Registry, load_registry
 
@@ -62,15 +64,43 @@ def _taus(matrices: dict, crit: str) -> np.ndarray:
     return np.linspace(0.0, max(1.25, 1.1 * top), 81)
 
 
+PROFILE_CRITERIA = ("final_loss", "speedup")
+"""Criteria of the performance-profile and probability-of-improvement figures."""
+
+
+def tier_comparisons(res: Results, results_dir: Path, registry: Registry, bench_dir: Path) -> tuple[
+        list[Comparison], list[str]]:
+    """`res`'s suite compared with every other registered suite that has results in `results_dir`
+    (scored with `res`'s bootstrap settings and their own defaults); returns the comparisons
+    and one line per other suite that could not be compared, with why."""
+    out, skipped = [], []
+    for other in suites_with_results(results_dir):
+        if other == res.suite or other not in registry.suites:
+            continue
+        try:
+            res_b = score_results(results_dir, other, reps=res.reps, seed=res.seed, confidence=res.confidence,
+                                  registry=registry, bench_dir=bench_dir)
+            out.append(compare(res, res_b))
+        except CeloBenchError as e:
+            skipped.append(f"suite '{other}' not compared: {e}")
+    return out, skipped
+
+
 def render_report(res: Results, out: Path, *, results_dir: Path, registry: Registry, bench_dir: Path,
-                  highlight: str | None = None) -> list[Path]:
-    """Write every report file for scored results; returns the paths written."""
+                  highlight: str | None = None, comparisons: Sequence[Comparison] | None = None) -> list[Path]:
+    """Write every report file for scored results; returns the paths written.
+
+    `comparisons`: tier agreements to show (default: :func:`tier_comparisons`).
+    """
     out = Path(out)
     figdir, tabdir, taskdir = out / "figures", out / "tables", out / "figures" / "tasks"
     for d in (figdir, tabdir, taskdir):
         d.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for table in tables.all_tables(res, bench_dir):
+    skipped: list[str] = []
+    if comparisons is None:
+        comparisons, skipped = tier_comparisons(res, Path(results_dir), registry, Path(bench_dir))
+    for table in [*tables.all_tables(res, bench_dir), *(tables.tier_agreement(c) for c in comparisons)]:
         written += table.write(tabdir)
     lb = out / "leaderboard.md"
     lb.write_text(leaderboard_markdown(res, registry, highlight), encoding="utf-8")
@@ -78,12 +108,13 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
 
     mats = res.matrices
     profiles = {c: agg.performance_profiles(mats[c], _taus(mats, c), reps=res.reps, seed=res.seed)
-                for c in agg.CRITERIA}
+                for c in PROFILE_CRITERIA}
     order = F._order(res)
-    poi = {c: agg.poi_matrix({n: mats[c][n] for n in order if n in mats[c]}) for c in agg.CRITERIA}
+    poi = {c: agg.poi_matrix({n: mats[c][n] for n in order if n in mats[c]}) for c in PROFILE_CRITERIA}
     figs: dict[str, Path] = {}
     plan = [
-        ("main_iqm", "Final-loss and speedup IQM with 95% CIs (the paper's main comparison)",
+        ("main_iqm", "Final-loss, speedup (and wall-clock speedup, when timed) IQM with 95% CIs (the paper's "
+         "main comparison)",
          lambda: F.main_iqm(res)),
         ("performance_profiles", "Performance profiles with 95% bootstrap bands",
          lambda: F.performance_profiles(profiles, res)),
@@ -103,13 +134,18 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
         paths = F.save(fig, figdir, name)
         figs[caption] = paths[0]
         written += paths
+    tiers = []
+    for c in comparisons:
+        paths = F.save(F.tier_scatter(c), figdir, f"tier_agreement_{c.b}")
+        written += paths
+        tiers.append((c, paths[0]))
     task_pngs = {}
     for task in sorted(set(res.runs["task"])):
         fig = F.training_curves(res, tasks=[task])
         task_pngs[task] = F.save(fig, taskdir, task, pdf=False)[0]
         written.append(task_pngs[task])
     page = out / "index.html"
-    page.write_text(html.render(res, registry, figs, task_pngs), encoding="utf-8")
+    page.write_text(html.render(res, registry, figs, task_pngs, tiers, skipped), encoding="utf-8")
     written.append(page)
     return written
 
@@ -144,7 +180,7 @@ def write_report(
     seed: int = agg.DEFAULT_SEED, config: ScoreConfig | None = None,
     registry: Registry | None = None, command: str | None = None, highlight: str | None = None,
     not_run: Mapping[str, str] | None = None, steps: int | None = None, seeds: int | None = None,
-    coverage_rule: str = DEFAULT_COVERAGE_RULE, bench_dir: Path | None = None,
+    coverage_rule: str = DEFAULT_COVERAGE_RULE, bench_dir: Path | None = None, device_kind: str | None = None,
 ) -> Path:
     """Score `results` for `suite` and write the full report into `out`; returns `out`.
 
@@ -160,7 +196,10 @@ def write_report(
         steps, seeds: The plan's horizon and seed count (``run --steps/--seeds``).
         coverage_rule: See :data:`celo_bench.aggregate.COVERAGE_RULES`.
         bench_dir: Benchmark results folder whose ``overhead.json`` (``celo-bench bench
-            overhead``) becomes the runtime table (default: ``benchmarks/``).
+            overhead``) becomes the runtime table and whose ``step_time-<kind>.json``
+            (``celo-bench bench step-time``) gives the wall-clock speedup (default:
+            ``benchmarks/``).
+        device_kind: Whose step timings are used (default: the kind most records ran on).
 
     Raises:
         CeloBenchError: no record of the current plan, no reference (Adam) runs, `out` is
@@ -169,7 +208,7 @@ def write_report(
     reg = registry or load_registry()
     results, out = Path(results), Path(out)
     res = score_results(results, suite, config=config, reps=reps, seed=seed, registry=reg, steps=steps,
-                        seeds=seeds, coverage_rule=coverage_rule)
+                        seeds=seeds, coverage_rule=coverage_rule, bench_dir=bench_dir, device_kind=device_kind)
     return write_scored_report(res, suite=suite, results=results, out=out, registry=reg,
                                command=command, highlight=highlight, not_run=not_run, bench_dir=bench_dir)
 

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
+from celo_bench.compare import Comparison
 from celo_bench.results import Results
 from celo_bench.suite import KIND_LABELS
 
@@ -87,19 +88,35 @@ def styles(res: Results) -> dict[str, dict]:
     return _styles(_all(res), res.config.reference)
 
 
+def _panels(res: Results) -> list[tuple[str, str]]:
+    """(criterion, title) of the main figure: final loss and speedup, and the wall-clock
+    speedup when some optimizer has one (timings of the results' device kind)."""
+    panels = [("final_loss", "Final loss (IQM)"), ("speedup", "Speedup (IQM)")]
+    col = "wall_clock_speedup_iqm"
+    if col in res.aggregate.columns and res.aggregate[col].notna().any():
+        panels.append(("wall_clock_speedup", f"Wall-clock speedup (IQM, {res.device_kind})"))
+    return panels
+
+
 def main_iqm(res: Results) -> Figure:
-    """Two panels: final-loss IQM and speedup IQM with 95% CIs, one row per optimizer."""
+    """Final-loss IQM and speedup IQM with 95% CIs, one row per optimizer, and a third panel
+    for the wall-clock speedup when timings of the results' device kind exist."""
     ref = res.config.reference
     a = res.aggregate.set_index("optimizer")
     names = _order(res)
     kinds = _marker_kinds(a)
+    panels = _panels(res)
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(9.0, 1.3 + 0.32 * max(len(names), 2)), layout="constrained")
-        axes = fig.subplots(1, 2, sharey=True)
+        fig = Figure(figsize=(4.5 * len(panels), 1.3 + 0.32 * max(len(names), 2)), layout="constrained")
+        axes = fig.subplots(1, len(panels), sharey=True)
         y = np.arange(len(names))[::-1]
-        for ax, crit, title in zip(axes, ("final_loss", "speedup"), ("Final loss (IQM)", "Speedup (IQM)"), strict=True):
+        for ax, (crit, title) in zip(axes, panels, strict=True):
             for yi, n in zip(y, names, strict=True):
                 p, lo, hi = (a.loc[n, f"{crit}_iqm{s}"] for s in ("", "_low", "_high"))
+                if not np.isfinite(p):  # no timing for this optimizer on this device kind
+                    ax.annotate("no timing", (1.0, yi), xytext=(4, 0), textcoords="offset points",
+                                va="center", fontsize=7, color="0.4")
+                    continue
                 hl = n in (ref, HIGHLIGHT)
                 color = "black" if n == ref else ("#c0392b" if n == HIGHLIGHT else "0.55")
                 ax.plot([lo, hi], [yi, yi], color=color, lw=6 if hl else 4, alpha=0.35 if not hl else 0.45,
@@ -114,8 +131,9 @@ def main_iqm(res: Results) -> Figure:
             ax.set_xlabel(f"score relative to tuned {ref} (> 1 is better)")
             ax.grid(axis="x", color="0.9")
             # zoom on the data (always showing 1 = tuned Adam); room on the right for labels
-            lo = min(1.0, float(np.nanmin(a.loc[names, f"{crit}_iqm_low"])))
-            hi = max(1.0, float(np.nanmax(a.loc[names, f"{crit}_iqm_high"])))
+            lows, highs = a.loc[names, f"{crit}_iqm_low"].dropna(), a.loc[names, f"{crit}_iqm_high"].dropna()
+            lo = min([1.0, *map(float, lows)])
+            hi = max([1.0, *map(float, highs)])
             span = max(hi - lo, 0.05)
             ax.set_xlim(lo - 0.06 * span, hi + 0.18 * span)
             ax.set_ylim(-0.6, len(names) - 0.4)
@@ -293,4 +311,36 @@ def poi_heatmap(poi: dict[str, pd.DataFrame], res: Results) -> Figure:
             ax.tick_params(axis="y", rotation=0)
             for lab in ax.get_xticklabels():
                 lab.set_horizontalalignment("right")
+    return fig
+
+
+def tier_scatter(comparison: Comparison) -> Figure:
+    """One panel per criterion: each common optimizer's IQM in suite A (x) against suite B
+    (y), with both 95% CIs as error bars, the diagonal y = x, and Kendall's tau in the title."""
+    c = comparison
+    n = len(c.agreements)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(3.9 * max(n, 1) + 0.4, 4.0), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, max(n, 1), squeeze=False)).ravel()
+        for ax, g in zip(axes, c.agreements, strict=False):
+            xerr = np.abs(np.stack([g.iqm_a - g.ci_a[:, 0], g.ci_a[:, 1] - g.iqm_a]))
+            yerr = np.abs(np.stack([g.iqm_b - g.ci_b[:, 0], g.ci_b[:, 1] - g.iqm_b]))
+            ax.errorbar(g.iqm_a, g.iqm_b, xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr), fmt="o",
+                        color="0.25", ecolor="0.6", elinewidth=1.2, capsize=2, ms=5, zorder=3)
+            for name, x, y in zip(g.optimizers, g.iqm_a, g.iqm_b, strict=True):
+                bold = name in (HIGHLIGHT, "adam")
+                ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                            fontweight="bold" if bold else "normal")
+            finite = np.concatenate([g.ci_a.ravel(), g.ci_b.ravel(), g.iqm_a, g.iqm_b])
+            finite = finite[np.isfinite(finite)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            pad = 0.05 * max(hi - lo, 0.05)
+            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", ls="--", lw=1, zorder=1)
+            tau = g.kendall[0]
+            ax.set_title(f"{g.criterion.replace('_', ' ')}: τ = {tau:+.2f}" if np.isfinite(tau)
+                         else g.criterion.replace("_", " "))
+            ax.set_xlabel(f"IQM, suite {c.a}")
+            ax.set_ylabel(f"IQM, suite {c.b}")
+            ax.grid(color="0.92")
+        fig.suptitle(f"Tier agreement: {c.a} vs {c.b} (95% CIs)")
     return fig

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
 import pandas as pd
 
-from celo_bench.report.leaderboard import _notes, coverage_line, not_run_lines
+from celo_bench.compare import SUMMARY_COLUMNS, Comparison, summary_rows
+from celo_bench.report.leaderboard import _notes, coverage_line, device_line, not_run_lines
 from celo_bench.report.tables import num, pm, with_ci
 from celo_bench.results import Results, coverage_text
 from celo_bench.suite import Registry
@@ -75,8 +77,8 @@ def _code(text: str) -> str:
 def leaderboard_table(res: Results) -> str:
     ref = res.config.reference
     head = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "FL IQM, missing tasks = 0",
-            "speedup IQM [95% CI]", "FL mean", "FL opt. gap", "SU mean", "SU opt. gap",
-            f"P(better than {ref})", "diverged", "failed", "coverage"]
+            "speedup IQM [95% CI]", f"wall-clock speedup IQM [95% CI] ({res.device_kind})", "FL mean",
+            "FL opt. gap", "SU mean", "SU opt. gap", f"P(better than {ref})", "diverged", "failed", "coverage"]
     rows = []
     for r in res.aggregate.itertuples(index=False):
         cls = "reference" if r.optimizer == ref else ("highlight" if r.optimizer == "celo" else "")
@@ -87,6 +89,8 @@ def leaderboard_table(res: Results) -> str:
             _td(with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high), r.final_loss_iqm),
             _td(num(r.final_loss_iqm_zero_filled), r.final_loss_iqm_zero_filled),
             _td(with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high), r.speedup_iqm),
+            _td(with_ci(r.wall_clock_speedup_iqm, r.wall_clock_speedup_iqm_low, r.wall_clock_speedup_iqm_high),
+                r.wall_clock_speedup_iqm),
             _td(num(r.final_loss_mean), r.final_loss_mean),
             _td(num(r.final_loss_optimality_gap), r.final_loss_optimality_gap),
             _td(num(r.speedup_mean), r.speedup_mean),
@@ -125,8 +129,32 @@ def task_section(res: Results, task: str, png: Path | None) -> str:
             + "</tr></thead><tbody>" + "".join(rows) + f"</tbody></table></div>{img}</details>")
 
 
-def render(res: Results, registry: Registry, figures: dict[str, Path], task_pngs: dict[str, Path]) -> str:
-    """The whole page; `figures` maps a caption to a PNG, `task_pngs` a task to its curves."""
+def tier_section(tiers: Sequence[tuple[Comparison, Path]], skipped: Sequence[str]) -> str:
+    """The tier-agreement section: one table and scatter per other suite with results."""
+    if not tiers and not skipped:
+        return ""
+    parts = ['<h2 id="tier-agreement">Tier agreement with other suites</h2>',
+             '<p class="meta">How far this suite\'s ranking predicts another suite\'s: Kendall\'s &tau; and '
+             "Spearman's &rho; between the IQM rankings of the optimizers both scored, with 95% bootstrap CIs "
+             "(seeds resampled within tasks), and the overlap of the two top-k sets "
+             "(<code>celo-bench compare-suites A B</code>).</p>"]
+    for c, png in tiers:
+        head = "".join(f"<th>{escape(h)}</th>" for h in SUMMARY_COLUMNS)
+        body = "".join("<tr>" + "".join(_td(x) for x in row) + "</tr>" for row in summary_rows(c))
+        parts.append(f"<h3>{escape(c.a)} vs {escape(c.b)}</h3><div class=\"scroll\"><table><thead><tr>{head}"
+                     f"</tr></thead><tbody>{body}</tbody></table></div>"
+                     f'<figure><img alt="tier agreement {escape(c.a)} vs {escape(c.b)}" src="{data_uri(png)}">'
+                     f"<figcaption>IQM in {escape(c.a)} against IQM in {escape(c.b)} with 95% CIs"
+                     "</figcaption></figure>")
+    parts += [f'<p class="notes">{_code(escape(line))}</p>' for line in skipped]
+    return "\n".join(parts)
+
+
+def render(res: Results, registry: Registry, figures: dict[str, Path], task_pngs: dict[str, Path],
+           tiers: Sequence[tuple[Comparison, Path]] = (), skipped: Sequence[str] = ()) -> str:
+    """The whole page; `figures` maps a caption to a PNG, `task_pngs` a task to its curves,
+    `tiers` pairs each tier comparison with its scatter PNG, `skipped` says which other
+    suites could not be compared."""
     c = res.config
     figs = "\n".join(f'<figure><img alt="{escape(cap)}" src="{data_uri(p)}"><figcaption>{escape(cap)}'
                      "</figcaption></figure>" for cap, p in figures.items())
@@ -147,12 +175,13 @@ def render(res: Results, registry: Registry, figures: dict[str, Path], task_pngs
 speedup <code>T / t_hit</code> (&gt; 1 is better), aggregated with the interquartile mean over tasks &times; seeds,
 95% stratified-bootstrap intervals ({res.reps} repetitions, seed {res.seed}). Series <code>{escape(c.series)}</code>,
 EMA &alpha;={c.ema_alpha:g}, tuning <code>{escape(c.selection)}</code>, diverged runs <code>{escape(c.diverged)}</code>.
-{_code(escape(coverage_line(res)))} Click a column header to sort.</p>
+{_code(escape(device_line(res)))} {_code(escape(coverage_line(res)))} Click a column header to sort.</p>
 {leaderboard_table(res)}
 <ul class="notes">{notes}</ul>
 {not_run}
 <h2>Figures</h2>
 {figs}
+{tier_section(tiers, skipped)}
 <h2>Per task</h2>
 {tasks}
 <script>{JS}</script>

@@ -35,6 +35,12 @@ def _notes(res: Results, registry: Registry) -> list[str]:
     return out
 
 
+def device_line(res: Results) -> str:
+    """Where the wall-clock speedup's per-step timings come from, in one sentence."""
+    return (f"Wall-clock speedup `SU · c_{res.config.reference} / c` (c: seconds per step of one run, "
+            f"`celo-bench bench step-time`) uses timings on device kind `{res.device_kind}` only.")
+
+
 def coverage_line(res: Results) -> str:
     """How rows without a score on every task rank, in one sentence."""
     return (f"Coverage is tasks scored / tasks in the suite; rows short of full coverage are marked "
@@ -49,7 +55,7 @@ def not_run_lines(res: Results) -> list[str]:
 def leaderboard_rows(res: Results, highlight: str | None = None) -> tuple[list[str], list[list[str]]]:
     ref = res.config.reference
     cols = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "FL IQM, missing tasks = 0",
-            "speedup IQM [95% CI]", "FL mean", "FL opt. gap", "SU mean", "SU opt. gap",
+            "speedup IQM [95% CI]", f"wall-clock speedup IQM [95% CI] ({res.device_kind})", "FL mean", "FL opt. gap", "SU mean", "SU opt. gap",
             f"P(better than {ref})", "diverged / failed", "coverage"]
     rows = []
     for r in res.aggregate.itertuples(index=False):
@@ -62,6 +68,7 @@ def leaderboard_rows(res: Results, highlight: str | None = None) -> tuple[list[s
             with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
             num(r.final_loss_iqm_zero_filled),
             with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
+            with_ci(r.wall_clock_speedup_iqm, r.wall_clock_speedup_iqm_low, r.wall_clock_speedup_iqm_high),
             num(r.final_loss_mean), num(r.final_loss_optimality_gap), num(r.speedup_mean),
             num(r.speedup_optimality_gap),
             with_ci(r.poi_vs_reference, r.poi_vs_reference_low, r.poi_vs_reference_high, 2),
@@ -81,7 +88,7 @@ def leaderboard_markdown(res: Results, registry: Registry, highlight: str | None
         f"to tuned `{c.reference}` (final loss `L_{c.reference} / L`, speedup `T / t_hit`; > 1 is better) · "
         f"IQM over tasks × seeds with 95% stratified-bootstrap CIs ({res.reps} reps, seed {res.seed}) · "
         f"series `{c.series}`, EMA α={c.ema_alpha:g}, tuning `{c.selection}`, diverged runs `{c.diverged}`. "
-        + coverage_line(res),
+        + device_line(res) + " " + coverage_line(res),
         "",
         "| " + " | ".join(cols) + " |",
         "| " + " | ".join("--:" if i in (0,) or i >= 3 else "---" for i in range(len(cols))) + " |",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from celo_bench.aggregate import probability_of_improvement
+from celo_bench.compare import SUMMARY_COLUMNS, Comparison, summary_rows
 from celo_bench.results import Results, coverage_text
 
 
@@ -101,7 +102,7 @@ def aggregate(res: Results) -> Table:
     a = res.aggregate
     cols = ["rank", "optimizer", "optimizer_kind", "kind_label", "tasks", "tasks_total", "coverage",
             "complete", "runs"] + [
-        c for c in a.columns if c.startswith(("final_loss_", "speedup_", "poi_vs_"))
+        c for c in a.columns if c.startswith(("final_loss_", "speedup_", "wall_clock_speedup_", "poi_vs_"))
     ] + ["diverged", "failed", "tuned_diverged", "tuned_failed", "edges"]
     ref = res.config.reference
     rows = [[
@@ -109,16 +110,18 @@ def aggregate(res: Results) -> Table:
         with_ci(r.final_loss_iqm, r.final_loss_iqm_low, r.final_loss_iqm_high),
         num(r.final_loss_iqm_zero_filled),
         with_ci(r.speedup_iqm, r.speedup_iqm_low, r.speedup_iqm_high),
+        with_ci(r.wall_clock_speedup_iqm, r.wall_clock_speedup_iqm_low, r.wall_clock_speedup_iqm_high),
         num(r.final_loss_median), num(r.final_loss_mean), num(r.final_loss_optimality_gap),
         num(r.speedup_median), num(r.speedup_mean), num(r.speedup_optimality_gap),
         num(r.poi_vs_reference, 2), coverage_text(r.tasks, r.tasks_total),
     ] for r in a.itertuples(index=False)]
     columns = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "FL IQM, missing = 0",
-               "speedup IQM [95% CI]", "FL median", "FL mean", "FL opt. gap", "SU median", "SU mean",
+               "speedup IQM [95% CI]", f"wall-clock SU IQM [95% CI] ({res.device_kind})", "FL median", "FL mean", "FL opt. gap", "SU median", "SU mean",
                "SU opt. gap", f"P(FL > {ref})", "coverage"]
     return Table("aggregate", f"Scores relative to tuned {ref}, aggregated over tasks and seeds "
                  f"(IQM with 95% stratified-bootstrap CIs, {res.reps} repetitions; coverage rule "
-                 f"{res.coverage_rule}).", columns, rows, a[cols], align="rllrrrrrrrrrrr")
+                 f"{res.coverage_rule}; wall-clock speedup from per-step timings on device kind "
+                 f"{res.device_kind}).", columns, rows, a[cols], align="rllrrrrrrrrrrrr")
 
 
 def per_task(res: Results, criterion: str) -> Table:
@@ -199,6 +202,19 @@ def ablation(res: Results, a: str = "celo", b: str = "celo_adam") -> Table | Non
     return Table("ablation_celo_adam", f"Ablation: {a} against {b} (learned scheduler with the Adam "
                  "update rule).", ["optimizer", "final loss IQM [95% CI]", "speedup IQM [95% CI]",
                                    "FL opt. gap", "SU opt. gap", "coverage"], rows, pd.DataFrame(data))
+
+
+def tier_agreement(c: Comparison) -> Table:
+    """Agreement of suite ``c.a``'s IQM ranking with suite ``c.b``'s, one row per criterion."""
+    data = pd.DataFrame([{
+        "suite_a": c.a, "suite_b": c.b, "criterion": g.criterion, "optimizers": len(g.optimizers),
+        "kendall_tau": g.kendall[0], "kendall_tau_low": g.kendall[1], "kendall_tau_high": g.kendall[2],
+        "spearman_rho": g.spearman[0], "spearman_rho_low": g.spearman[1], "spearman_rho_high": g.spearman[2],
+        "top_k": g.k, "top_k_overlap": g.top_overlap,
+    } for g in c.agreements])
+    return Table(f"tier_agreement_{c.b}", f"Agreement of the IQM rankings of suites {c.a} and {c.b} over their "
+                 f"common optimizers ({int(c.confidence * 100)}% bootstrap CIs resampling seeds within tasks, "
+                 f"{c.reps} repetitions).", SUMMARY_COLUMNS, summary_rows(c), data)
 
 
 def all_tables(res: Results, bench_dir: Path) -> list[Table]:

@@ -1,0 +1,58 @@
+"""``celo-bench compare-suites A B``: how far one suite's ranking agrees with another's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from celo_bench.aggregate import DEFAULT_REPS, DEFAULT_SEED
+from celo_bench.bench.results import DEFAULT_OUT as BENCH_DIR
+from celo_bench.cli._common import (
+    Format,
+    FormatOpt,
+    ResultsOpt,
+    console,
+    emit_json,
+    out,
+    results_path,
+)
+from celo_bench.compare import compare, text
+from celo_bench.results import score_results
+
+
+def compare_suites_command(
+    suite_a: str = typer.Argument(..., help="First suite (e.g. the cheap tier, quick)."),
+    suite_b: str = typer.Argument(..., help="Second suite (e.g. fmnist)."),
+    results: Path = ResultsOpt,
+    reps: int = typer.Option(DEFAULT_REPS, "--reps", min=1, help="Bootstrap repetitions."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Bootstrap seed."),
+    bench_dir: Path = typer.Option(BENCH_DIR, "--bench", help="Folder of step_time-<kind>.json (wall-clock "
+                                   "speedup)."),
+    out_dir: Path = typer.Option(None, "--out", help="Also write comparison.json and the scatter "
+                                 "(tier_agreement_<A>_<B>.png/.pdf) here."),
+    fmt: Format = FormatOpt,
+) -> None:
+    """Kendall's tau and Spearman's rho (95% bootstrap CIs) between two suites' IQM rankings, top-5 overlap."""
+    from celo_bench.report.figures import save, tier_scatter
+
+    root = results_path(results)
+    res_a = score_results(root, suite_a, reps=reps, seed=seed, bench_dir=bench_dir)
+    res_b = score_results(root, suite_b, reps=reps, seed=seed, bench_dir=bench_dir)
+    c = compare(res_a, res_b)
+    doc = c.as_json() | {"device_kind": c.device_kind}
+    if out_dir is not None:
+        folder = Path(out_dir).expanduser()
+        paths = save(tier_scatter(c), folder, f"tier_agreement_{suite_a}_{suite_b}")
+        (folder / f"comparison_{suite_a}_{suite_b}.json").write_text(json.dumps(doc, indent=2) + "\n",
+                                                                     encoding="utf-8")
+        console.print(f"written to {folder}: {', '.join(p.name for p in paths)}, comparison_{suite_a}_{suite_b}.json")
+    if fmt == Format.json:
+        emit_json(doc)
+        return
+    out.print(text(c), end="", markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare-suites")(compare_suites_command)
