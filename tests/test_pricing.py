@@ -278,3 +278,25 @@ def test_language_model_logits_dominate_the_estimate(reg):
     rnn = task_size(reg.task("RNNLM_lm1b32k_Patch32_LSTM256_Embed128"))
     logits = 3 * 3 * 5 * 128 * 32 * 32100 * 4  # 3 copies x 3 splits x 5 batches x 128 x 32 tokens x vocab
     assert rnn.bytes_per_run > logits > 20 * 10**9
+
+
+@pytest.mark.slow
+def test_plan_cli_json_on_the_paper_suite(tmp_path, monkeypatch, fresh_inputs):
+    """The issue's check: counts, and every missing dataset with the command that fetches it."""
+    from typer.testing import CliRunner
+
+    from celo_bench.cli import app
+
+    monkeypatch.setenv("CELO_BENCH_DATA", str(tmp_path / "empty-cache"))
+    inputs.clear()
+    res = CliRunner().invoke(app, ["plan", "--suite", "paper", "--backend", "gpu", "--results",
+                                   str(tmp_path), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    want = independent_counts("paper")
+    assert {k: d["counts"][k] for k in want} == want
+    missing = {r["dataset"]: r["command"] for r in d["datasets"] if not r["present"]}
+    assert {"mnist", "cifar10", "cifar100", "lm1b_32k", "wikipedia_en_32k"} <= set(missing)
+    assert all(cmd == f"celo-bench data prepare {name}" for name, cmd in missing.items())
+    rnn = next(t for t in d["tasks"] if t["task"] == "RNNLM_lm1b32k_Patch32_LSTM256_Embed128")
+    assert rnn["n_params"] == 12_753_252 and rnn["programs"] > 2 * 25  # its Adam job splits
