@@ -27,6 +27,7 @@ def report_command(
         None, "--embed", help="Also replace the leaderboard block in this file (e.g. README.md)."
     ),
     coverage_rule: str = CoverageRuleOpt,
+    bench_dir: Path = typer.Option(None, "--bench", help="Benchmark folder with overhead.json and step_time-*.json (default: benchmarks)."),
     steps: int = PlanStepsOpt,
     seeds: int = PlanSeedsOpt,
     fmt=FormatOpt,
@@ -37,7 +38,7 @@ def report_command(
     planned = plan_run(RunConfig(suite=suite, results=results_path(results), steps=steps, seeds=seeds))
     folder = write_report(suite=suite, results=results_path(results), out=out, reps=reps, seed=seed,
                           command=command, steps=steps, seeds=seeds, coverage_rule=coverage_rule,
-                          not_run=planned.not_run)
+                          not_run=planned.not_run, bench_dir=bench_dir)
     embedded = None
     if embed_into is not None:
         if not embed(Path(folder / "leaderboard.md").read_text(encoding="utf-8"), embed_into):
