@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from celo_bench.data import cache, images, sources, text
+from celo_bench.data import cache, images, sources, synthetic, text
 from celo_bench.data._offline import load_digits, load_pydoc_text
 from celo_bench.data.facts import FACTS, register_facts
 from celo_bench.data.sources import RECIPES
@@ -38,6 +38,11 @@ for _name, _recipe in RECIPES.items():
     _module = images if _recipe.kind == "image" else text
     register(_name, _module.make_loader(_name))
     register_facts(_name, _module.make_facts(_name))
+
+for _name, _loader in list(LOADERS.items()):  # `--data synthetic`: same shapes, random values
+    register(synthetic.synthetic_name(_name), synthetic.make_loader(_name, _loader))
+    if _name in RECIPES:
+        register_facts(synthetic.synthetic_name(_name), synthetic.make_facts(_name, FACTS[_name]))
 
 
 def require(name: str, options: Mapping[str, Any] | None = None) -> None:
