@@ -267,9 +267,9 @@ def test_bytes_per_run_matches_the_engine(reg):
     size = task_size(spec)
     base = memory.bytes_per_run(size.n_params, size.example_bytes, batch_size=64, eval_batches=5,
                                 last_eval_batches=10, num_steps=50)
-    assert base == _train._bytes_per_run(build_task(spec), 50)
-    # The planner adds the outputs of one evaluation pass (3 splits x 5 batches x 3 copies).
+    # Both add the outputs of one evaluation pass (3 splits x 5 batches x 3 copies).
     assert size.bytes_per_run == base + 3 * 3 * 5 * 64 * 4 * 10
+    assert size.bytes_per_run == _train._bytes_per_run(build_task(spec), 50)
 
 
 def test_language_model_logits_dominate_the_estimate(reg):

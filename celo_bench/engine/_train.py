@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from celo_bench.engine.memory import device_memory_budget, run_chunked
+from celo_bench.engine.memory import bytes_per_run, device_memory_budget, output_bytes, run_chunked
 from celo_bench.strategy import Strategy
 from celo_bench.task import EVAL_SPLITS, Task
 
@@ -381,15 +381,18 @@ def _run_blocks(
 
 
 def _bytes_per_run(task: Task, num_steps: int) -> int:
-    """Rough device memory of one run: params, optimizer state, grads, activations, data order."""
+    """Rough device memory of one run (:func:`celo_bench.engine.memory.bytes_per_run`): params,
+    optimizer state, grads, activations, the outputs of one evaluation pass (the logits of a
+    language model dominate) and the data order."""
     params, _ = jax.eval_shape(task.init, jax.random.PRNGKey(0))
-    p_bytes = sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(params))
-    example_bytes = sum(
-        np.prod(a.shape[1:]) * 4 for a in task.dataset.splits["train"].values()
-    )
+    n_params = int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+    example = int(sum(np.prod(a.shape[1:]) * 4 for a in task.dataset.splits["train"].values()))
     spec = task.spec
-    activations = 16 * example_bytes * spec.batch_size * max(spec.eval_batches, spec.last_eval_batches)
-    return int(12 * p_bytes + activations + 4 * (num_steps + 1) * spec.batch_size)
+    return bytes_per_run(
+        n_params, example, batch_size=spec.batch_size, eval_batches=spec.eval_batches,
+        last_eval_batches=spec.last_eval_batches, num_steps=num_steps,
+        output_bytes=output_bytes(task.dataset.info, spec.family),
+    )
 
 
 def run_job(
