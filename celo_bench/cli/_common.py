@@ -22,6 +22,10 @@ class Format(StrEnum):
 SuiteOpt = typer.Option(DEFAULT_SUITE, "--suite", "-s", help="Suite manifest (see `celo-bench list suites`).")
 ResultsOpt = typer.Option(DEFAULT_RESULTS, "--results", "-r", help="Results store folder.")
 FormatOpt = typer.Option(Format.text, "--format", "-f", help="Output format.")
+TasksOpt = typer.Option(None, "--tasks", "-t", help="Only these tasks (repeat or comma-separate).")
+OptimizersOpt = typer.Option(None, "--optimizers", "-o", help="Only these optimizers.")
+SeedsOpt = typer.Option(None, "--seeds", min=1, help="Seeds per grid point (default: the suite's).")
+StepsOpt = typer.Option(None, "--steps", min=1, help="Horizon override (default: suite, then task).")
 
 console = Console(stderr=True)
 out = Console()

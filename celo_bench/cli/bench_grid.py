@@ -7,15 +7,27 @@ from pathlib import Path
 import typer
 
 from celo_bench.cli._bench_app import OutOpt, bench_app
-from celo_bench.cli._common import Format, FormatOpt, SuiteOpt, console, emit_json, out, split_names
+from celo_bench.cli._common import (
+    Format,
+    FormatOpt,
+    OptimizersOpt,
+    SeedsOpt,
+    StepsOpt,
+    SuiteOpt,
+    TasksOpt,
+    console,
+    emit_json,
+    out,
+    split_names,
+)
 
 
 def grid_command(
     suite: str = SuiteOpt,
-    tasks: list[str] = typer.Option(None, "--tasks", "-t", help="Only these tasks (repeat or comma-separate)."),
-    optimizers: list[str] = typer.Option(None, "--optimizers", "-o", help="Only these optimizers."),
-    seeds: int = typer.Option(None, "--seeds", min=1, help="Seeds per grid point (default: the suite's)."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Horizon override (default: suite, then task)."),
+    tasks: list[str] = TasksOpt,
+    optimizers: list[str] = OptimizersOpt,
+    seeds: int = SeedsOpt,
+    steps: int = StepsOpt,
     results: Path = typer.Option(None, "--results", "-r", help="Store to fill, new or empty (default: a temporary folder, deleted)."),
     executor: str = typer.Option("local", "--executor", help="local | ray."),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),

@@ -8,7 +8,18 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from celo_bench.cli._common import FormatOpt, SuiteOpt, console, emit_json, out, split_names
+from celo_bench.cli._common import (
+    FormatOpt,
+    OptimizersOpt,
+    SeedsOpt,
+    StepsOpt,
+    SuiteOpt,
+    TasksOpt,
+    console,
+    emit_json,
+    out,
+    split_names,
+)
 from celo_bench.defaults import DEFAULT_RESULTS
 from celo_bench.plan import DATA_CHOICES, DEFAULT_SYNTHETIC_RESULTS
 from celo_bench.strategy import BACKENDS, backend_kind
@@ -43,10 +54,10 @@ def _hours(s: float) -> str:
 
 def plan_command(
     suite: str = SuiteOpt,
-    tasks: list[str] = typer.Option(None, "--tasks", "-t", help="Only these tasks (repeat or comma-separate)."),
-    optimizers: list[str] = typer.Option(None, "--optimizers", "-o", help="Only these optimizers."),
-    seeds: int = typer.Option(None, "--seeds", min=1, help="Seeds per grid point (default: the suite's)."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Horizon override (default: suite, then task)."),
+    tasks: list[str] = TasksOpt,
+    optimizers: list[str] = OptimizersOpt,
+    seeds: int = SeedsOpt,
+    steps: int = StepsOpt,
     results: Path = typer.Option(DEFAULT_RESULTS, "--results", "-r", help="Results store folder (synthetic default: results-synthetic)."),
     data: str = typer.Option("real", "--data", help=f"One of: {', '.join(DATA_CHOICES)}."),
     backend: str = typer.Option(None, "--backend", help=f"Device the grid will run on: {', '.join(BACKENDS)} (default: this machine's; with --calibrate: the probed device)."),

@@ -8,7 +8,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from celo_bench.cli._common import FormatOpt, ResultsOpt, SuiteOpt, console, emit_json, split_names
+from celo_bench.cli._common import (
+    FormatOpt,
+    OptimizersOpt,
+    ResultsOpt,
+    SeedsOpt,
+    StepsOpt,
+    SuiteOpt,
+    TasksOpt,
+    console,
+    emit_json,
+    split_names,
+)
 from celo_bench.cli._progress import GridProgress, print_not_run
 from celo_bench.cli._reporting import check_out_writable, write_report_if_stale
 from celo_bench.execute import EXECUTORS, EngineSettings
@@ -17,10 +28,10 @@ from celo_bench.runner import RunConfig, run, status
 
 def run_command(
     suite: str = SuiteOpt,
-    tasks: list[str] = typer.Option(None, "--tasks", "-t", help="Only these tasks (repeat or comma-separate)."),
-    optimizers: list[str] = typer.Option(None, "--optimizers", "-o", help="Only these optimizers."),
-    seeds: int = typer.Option(None, "--seeds", min=1, help="Seeds per grid point (default: the suite's)."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Horizon override (default: suite, then task)."),
+    tasks: list[str] = TasksOpt,
+    optimizers: list[str] = OptimizersOpt,
+    seeds: int = SeedsOpt,
+    steps: int = StepsOpt,
     results: Path = ResultsOpt,
     executor: str = typer.Option("local", "--executor", help=f"One of: {', '.join(EXECUTORS)}."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (auto or HOST:PORT)."),
