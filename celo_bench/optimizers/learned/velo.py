@@ -28,6 +28,7 @@ from celo_bench.optimizers._domain import FLAG, NUM_STEPS, POSITIVE, Keys, domai
 from celo_bench.optimizers._registry import register
 from celo_bench.optimizers.learned import _common as c
 from celo_bench.optimizers.learned._ffmod import ff_step, ffmod_stack_init
+from celo_bench.optimizers.learned._grouping import map_leaves
 from celo_bench.optimizers.learned.celo import FAC_DECAYS, MOM_DECAYS, RMS_DECAYS, as_vector
 
 N_TENSOR_FEATURES = 30  # fraction (9), loss (9), mean_rms (1), rank (5), var_m (3), var_rms (3)
@@ -143,29 +144,29 @@ def velo(meta_params: dict, *, num_steps: int, ff_mult: float = 1.0,
         g_l = [jnp.clip(g, -1000.0, 1000.0) for g in treedef.flatten_up_to(grads)]
         m_l, v_l = treedef.flatten_up_to(state.m), treedef.flatten_up_to(state.rms)
         f_l = treedef.flatten_up_to(state.fac)
-        x = jnp.stack([tensor_features(p, m, v, frac, loss_feat) for p, m, v in zip(leaves, m_l, v_l, strict=True)])
+        x = jnp.stack(map_leaves(lambda p, m, v: tensor_features(p, m, v, frac, loss_feat),
+                                 list(zip(leaves, m_l, v_l, strict=True))))
         h, lstm = c.mixed_lstm(rnn, x, state.lstm)
         controls = c.linear(rnn["rnn_to_controls"], h)  # (n, K), used raw (no softmax)
         lr_mult = c.linear(rnn["step_size"], h)[:, 0]  # raw: no exp, may be negative
         if use_bugged_next_lstm_state:
             lstm = state.lstm
-        out_u, out_m, out_v, out_f = [], [], [], []
-        for i, (p, g, m, v, f) in enumerate(zip(leaves, g_l, m_l, v_l, f_l, strict=True)):
+
+        def one(p, g, m, v, f, ctrl, lr_mult_i):
             shape = p.shape
             p, g = as_vector(p), as_vector(g)
             m = c.ema(m, g[None], c.as_decays(MOM_DECAYS, p.ndim))
             v = c.ema(v, (g * g)[None], jnp.clip(c.as_decays(RMS_DECAYS, p.ndim), 0, 1))
             f, rf, cf = c.factored_update(f, g, c.as_decays(FAC_DECAYS, p.ndim))
-            ctrl = controls[i]
             mlp = jax.tree_util.tree_map(
-                lambda t, ctrl=ctrl: ff_mult * jnp.mean(t * ctrl.reshape((-1,) + (1,) * (t.ndim - 1)), axis=0),
-                stack,
+                lambda t: ff_mult * jnp.mean(t * ctrl.reshape((-1,) + (1,) * (t.ndim - 1)), axis=0), stack
             )
-            step = lr_mult[i] * ff_step(mlp, p, g, m, v, f, rf, cf)
-            out_u.append((-step).reshape(shape))
-            out_m.append(m)
-            out_v.append(v)
-            out_f.append(f)
+            step = lr_mult_i * ff_step(mlp, p, g, m, v, f, rf, cf)
+            return (-step).reshape(shape), m, v, f
+
+        per_leaf = [(p, g, m, v, f, controls[i], lr_mult[i])
+                    for i, (p, g, m, v, f) in enumerate(zip(leaves, g_l, m_l, v_l, f_l, strict=True))]
+        out_u, out_m, out_v, out_f = (list(x) for x in zip(*map_leaves(one, per_leaf), strict=True))
         new_state = VeLOState(treedef.unflatten(out_m), treedef.unflatten(out_v),
                               treedef.unflatten(out_f), state.iteration + 1, lstm, buf)
         return treedef.unflatten(out_u), new_state
