@@ -246,3 +246,34 @@ def test_paper_task_keys_are_the_same_with_or_without_the_data(monkeypatch):
     elsewhere = plan.expand(reg, suite, tasks=["ImageMLP_FashionMnist_Relu128x128"], optimizers=["sgd"])
     assert _keys(here, "sgd") == _keys(elsewhere, "sgd")
     inputs.clear()
+
+
+CPU_DIET = ("celo_cpu_diet", "rnn_mlp_lopt_cpu_diet", "adafac_mlp_lopt_cpu_diet", "velo_s_cpu_diet")
+
+
+@pytest.mark.parametrize("name", CPU_DIET)
+def test_shipped_cpu_diet_weights_sit_beside_a_card_that_remakes_them(name, monkeypatch, no_sockets):
+    monkeypatch.delenv(ck.ENV_FOLDER, raising=False)
+    spec = load_registry().optimizer(name)
+    path = weights.packaged(name)
+    assert path is not None, f"{name} is not shipped as package data"
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    card = json.loads((path.parent / "card.json").read_text())
+    assert sha == spec.checkpoint["sha256"] == card["sha256"]
+    assert card["command"].startswith(f"celo-bench meta-train {spec.factory} ") and "--seed 0" in card["command"]
+    assert card["preset"] == "cpu" and card["seed"] == 0
+    for key in ("outer_step", "chosen_step", "wall_seconds", "device"):
+        assert card[key], key
+    assert card["provenance"]["git_commit"]
+    assert spec.checkpoint["make"].startswith(card["command"])
+    assert "Remake" in (path.parent / "card.md").read_text()
+    assert spec.kind_label == "learned · meta-trained here (cpu diet)"
+    assert weights.locate(spec).origin == "package"
+    theta = ck.load_for_spec(spec)  # the tree of its architecture, from the package, offline
+    assert all(np.all(np.isfinite(v)) for v in ck.flatten(theta).values())
+
+
+def test_published_and_made_here_labels():
+    reg = load_registry()
+    assert reg.optimizer("celo").kind_label == "learned · published"
+    assert reg.optimizer("celo_cpu_diet").kind_label == "learned · meta-trained here (cpu diet)"
