@@ -172,6 +172,8 @@ def test_status_lists_what_did_not_run_with_reason_and_fix(tmp_path):
 
 
 def test_progress_lines_without_a_terminal(tmp_path):
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / ".gitkeep").touch()  # the placeholder a checkout's reports/ may hold
     res = _cli("run", "--suite", "smoke", "--tasks", "smoke_digits_mlp", "--optimizers", "sgd,adam",
                "--steps", "20", "--seeds", "1", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "rep"))
     assert res.returncode == 0, res.stderr
@@ -182,6 +184,7 @@ def test_progress_lines_without_a_terminal(tmp_path):
     assert f"grid: 2 jobs, {n} runs to execute, 0 already stored" in err
     assert "[1/2 jobs | " in err and f"[2/2 jobs | {n}/{n} runs | " in err and "ETA" in err
     assert "compile" in err and "execution" in err
+    assert (tmp_path / "rep" / "leaderboard.md").is_file() and "report skipped" not in err
     again = _cli("run", "--suite", "smoke", "--tasks", "smoke_digits_mlp", "--optimizers", "sgd,adam",
                  "--steps", "20", "--seeds", "1", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "rep"))
     assert "report current" in again.stderr and "executed 0" in again.stderr

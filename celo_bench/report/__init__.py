@@ -54,7 +54,8 @@ __all__ = ["write_report", "write_scored_report", "render_report", "embed", "lea
 
 MARKER = ".celo-bench-report"
 """An empty file that marks a folder as a report (so replacing it whole is safe)."""
-REPORT_ENTRIES = frozenset({"leaderboard.md", "index.html", "README.md", "figures", "tables", MARKER})
+REPORT_ENTRIES = frozenset({"leaderboard.md", "index.html", "README.md", "figures", "tables", MARKER,
+                            ".gitkeep"})  # .gitkeep: the placeholder older checkouts keep in reports/
 
 
 def _taus(matrices: dict, crit: str) -> np.ndarray:
