@@ -66,7 +66,7 @@ def test_registered_optimizer_conforms(name):
 def test_every_factory_declares_the_domain_of_every_argument():
     """A rule for each keyword of each registered factory (meta-parameters included)."""
     for name, entry in FACTORIES.items():
-        if name.startswith("submission"):
+        if name.startswith(("submission", "test_")):  # registered by submissions or other tests
             continue
         params = set(inspect.signature(entry.fn).parameters)
         assert params == set(entry.domain), (name, sorted(params - set(entry.domain)))
@@ -76,7 +76,7 @@ def test_every_factory_cites_its_paper_and_no_unshipped_spec():
     """A References section in each factory's docstring; no citation of spec files that ship
     in neither the repository nor the wheel."""
     for name, entry in FACTORIES.items():
-        if name.startswith("submission"):
+        if name.startswith(("submission", "test_")):  # registered by submissions or other tests
             continue
         doc = inspect.getdoc(entry.fn) or ""
         refs = doc.split("References:", 1)[1] if "References:" in doc else ""
