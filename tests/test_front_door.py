@@ -49,7 +49,7 @@ def test_shipped_published_weights_match_spec_notice_and_source(name):
     assert path is not None, f"{name} is not shipped as package data"
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     assert sha == spec.checkpoint["sha256"]
-    notice = (path.parents[1] / "NOTICE.md").read_text()
+    notice = (path.parent / "NOTICE.md").read_text()  # beside the file it describes
     assert sha in notice and "66d976116f39" in notice and "MIT License" in notice
     assert "Permission is hereby granted, free of charge" in notice
     if (SHARED_WEIGHTS / name / "theta.state").is_file():  # byte-identical to the published copy
@@ -280,3 +280,13 @@ def test_published_and_made_here_labels():
     reg = load_registry()
     assert reg.optimizer("celo").kind_label == "learned · published"
     assert reg.optimizer("celo_cpu_diet").kind_label == "learned · meta-trained here (cpu diet)"
+
+
+def test_every_shipped_checkpoint_sits_beside_its_notice_or_card():
+    root = weights.packaged("celo").parents[1]
+    shipped = sorted(p.parent for p in root.rglob("theta.state"))
+    assert {p.name for p in shipped} >= set(PUBLISHED) | set(CPU_DIET)
+    for folder in shipped:
+        sha = hashlib.sha256((folder / "theta.state").read_bytes()).hexdigest()
+        texts = [(folder / n).read_text() for n in ("NOTICE.md", "card.md") if (folder / n).is_file()]
+        assert texts and any(sha in t for t in texts), folder.name
