@@ -163,7 +163,7 @@ def expand(
                         payload["data"] = "synthetic"
                     key = run_key(payload)
                     runs.append(RunSpec(key, suite_label, suite.version, tname, oname, hp, seed, T, config))
-            prov: dict[str, Any] = {"data_fingerprint": data_fp, "execution": strategy.as_key()}
+            prov: dict[str, Any] = {"data_fingerprint": data_fp, "execution": strategy.as_dict()}
             if synthetic:
                 prov["data"] = "synthetic"
             if w is not None:

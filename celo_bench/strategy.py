@@ -68,8 +68,8 @@ class Strategy:
         base = f"{self.steps}+{self.runs}"
         return base if self.xla_opt_level is None else f"{base}@O{self.xla_opt_level}"
 
-    def as_key(self) -> dict:
-        """The part of a run key that says how the run was executed."""
+    def as_dict(self) -> dict:
+        """How the run was executed, for its record's provenance."""
         return {"steps": self.steps, "runs": self.runs, "block_size": self.block_size,
                 "xla_opt_level": self.xla_opt_level}
 

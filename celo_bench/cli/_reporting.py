@@ -45,9 +45,8 @@ def check_out_writable(out: Path) -> None:
         ) from None
 
 
-def report_stamp(grid: GridPlan, suite: str, not_run: Mapping[str, str], results: Path) -> str:
-    """A fingerprint of everything a report of `grid` is made from (the store as it is now)."""
-    statuses = Store(results).scan().statuses
+def report_stamp(grid: GridPlan, suite: str, not_run: Mapping[str, str], statuses: Mapping[str, str]) -> str:
+    """A fingerprint of everything a report of `grid` is made from (`statuses`: the store now)."""
     planned = sorted((r.key, statuses.get(r.key) or "") for j in grid.jobs for r in j.runs)
     payload = {"suite": suite, "runs": planned, "not_run": dict(sorted(not_run.items())),
                "version": __version__}
@@ -69,7 +68,10 @@ def write_report_if_stale(
     """Write the report of `suite` into `out` unless the one there is already current."""
     from celo_bench.report import write_report  # deferred: plotting libraries are slow to import
 
-    stamp = report_stamp(grid, suite, not_run, results) if grid is not None else None
+    stamp = None
+    if grid is not None:  # the plan's scan is current unless this run stored records
+        statuses = Store(results).scan().statuses if changed else grid.scan.statuses
+        stamp = report_stamp(grid, suite, not_run, statuses)
     stamp_file = Path(out) / STAMP
     if not changed and stamp and stamp_file.is_file():
         try:

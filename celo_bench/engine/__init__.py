@@ -1,11 +1,10 @@
 """The vectorized training engine."""
 
-from celo_bench.engine._train import DEFAULT_MEMORY_BUDGET, JobResult, OptimizerBuilder, run_job
+from celo_bench.engine._train import JobResult, OptimizerBuilder, run_job
 from celo_bench.strategy import RUNS_CHOICES, STEPS_CHOICES, Strategy, default_strategy
 from celo_bench.versions import ENGINE_VERSION
 
 __all__ = [
-    "DEFAULT_MEMORY_BUDGET",
     "ENGINE_VERSION",
     "RUNS_CHOICES",
     "STEPS_CHOICES",

@@ -1,4 +1,4 @@
-"""The vectorized trainer: every run of one (task, optimizer) job in one compiled program.
+"""The vectorized trainer: every run of one (task, optimizer) job trains together (vmapped).
 
 Per run the loop follows the reference evaluation protocol (learned_optimization's
 ``single_task_training_curves``): for ``i = 0..T`` inclusive, evaluate every
@@ -32,7 +32,6 @@ from celo_bench.task import EVAL_SPLITS, Task
 OptimizerBuilder = Callable[[Mapping[str, jax.Array]], optax.GradientTransformationExtraArgs]
 """Maps (possibly traced) hyper-parameters to an optimizer; called inside the program."""
 
-DEFAULT_MEMORY_BUDGET = 4 * 2**30
 META_KEY = "meta_params"
 """Key of a learned optimizer's meta-parameters among a program's shared inputs."""
 
@@ -148,9 +147,6 @@ class _Program:
         params = optax.apply_updates(state.params, updates)
         return RunState(params, model_state, opt_state), loss
 
-    def eval_chunk(self, data: Any, consts: RunConsts, state: RunState, i: jax.Array, c: jax.Array):
-        return self.eval_loss(data, consts.eval_key, state.params, state.model_state, i, c)
-
     def eval_loss(self, data: Any, eval_key: jax.Array, params: Any, model_state: Any, i: jax.Array,
                   c: jax.Array):
         """Mean loss per eval split over chunk `c` (``chunk`` batches each) at step `i`.
@@ -197,39 +193,15 @@ class _Program:
 
         return jax.lax.scan(body, state, start + jnp.arange(n), unroll=unroll)
 
-    def final_loss(self, data, consts, state):
-        """Minibatch loss of step ``T``.
+    def last_loss(self, data, order, step_key, params, model_state):
+        """Minibatch loss of step ``T``, from what it reads only (shared by every optimizer of a task).
 
         The reference loop also applies an update at ``i == T``; its result is never
         observed, so only the loss it records is computed (no backward pass to compile).
         """
-        return self.last_loss(data, consts.order, consts.step_key, state.params, state.model_state)
-
-    def last_loss(self, data, order, step_key, params, model_state):
-        """:meth:`final_loss` from what it reads only (shared by every optimizer of a task)."""
         batch = jax.tree_util.tree_map(lambda a: a[order[self.T]], data["train"])
         key = jax.random.fold_in(step_key, self.T)
         return self.task.loss(params, model_state, key, batch)[0]
-
-    def full_run(self, data, hparams, start: RunStart):
-        """The whole horizon as one scan over the schedule; each piece of code appears once."""
-        state, consts = self.init(data, hparams, start)
-        sched = jnp.asarray(self.schedule())
-
-        def body(st, row):
-            ev = self.eval_chunk(data, consts, st, row[0], row[1])
-
-            def train(st):
-                return self.train_steps(data, consts, st, row[0], self.every)
-
-            def skip(st):
-                return st, jnp.zeros((self.every,), jnp.float32)
-
-            st, losses = jax.lax.cond(row[2] == 1, train, skip, st)
-            return st, (ev, losses)
-
-        state, (evs, losses) = jax.lax.scan(body, state, sched)
-        return evs, losses, self.final_loss(data, consts, state)
 
     def assemble(self, evs: np.ndarray, losses: np.ndarray, last: np.ndarray):
         """Raw per-row outputs (leading run axis) -> ``train (R, T + 1)``, ``evals (R, E, splits)``."""
