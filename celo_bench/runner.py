@@ -77,8 +77,8 @@ class GridPlan:
         return sum(self.scan.statuses.get(r.key) == "failed" for j in self.jobs for r in j.runs)
 
 
-def plan_run(config: RunConfig) -> GridPlan:
-    """Plan `config`'s grid against its store (imports no JAX)."""
+def plan_run(config: RunConfig, scan: StoreScan | None = None) -> GridPlan:
+    """Plan `config`'s grid against its store (imports no JAX); `scan`: one just made of it."""
     reg = config.get_registry()
     suite = reg.suite(config.suite)
     jobs = plan.expand(
@@ -86,7 +86,7 @@ def plan_run(config: RunConfig) -> GridPlan:
         steps=config.steps, grids=config.grids, data=config.data,
         strategy_overrides=config.engine.strategy_overrides(),
     )
-    scan = Store(config.results).scan()
+    scan = scan or Store(config.results).scan()
     done = {k for k, s in scan.statuses.items() if s != "failed" or not config.retry_failed}
     todo = plan.missing(jobs, done)
     stored = sum(len(j.runs) for j in jobs) - sum(len(j.runs) for j in todo)
@@ -125,8 +125,8 @@ def run(
     executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
     store = Store(config.results)
     store.check_writable()
-    repaired = store.repair()
-    grid = plan_run(config)
+    repaired = store.repair()  # its scan stays current: the files it moved were never readable
+    grid = plan_run(config, repaired)
     if on_grid:
         on_grid(grid)
     todo = [replace(j, provenance={**j.provenance, **config.provenance[j.optimizer.name]})
