@@ -145,3 +145,17 @@ def test_a_run_that_never_fits_is_an_error_not_a_result(task, monkeypatch):
     monkeypatch.setattr(_train, "_run_blocks", never)
     with pytest.raises(DeviceOutOfMemoryError, match="one run does not fit"):
         _job(task, [1e-3], [0])
+
+
+def test_evaluation_in_groups_equals_one_batched_pass(task, monkeypatch):
+    """Large-vocabulary models evaluate a chunk's batches in groups (``lax.map``); same losses."""
+    from celo_bench.engine import _train
+
+    whole = _job(task, [1e-2, 3e-3], [0, 1])
+    monkeypatch.setattr(_train, "eval_group", lambda n, *a, **k: 2)  # 15 batches: groups of 2, a remainder
+    _train._SHARED.clear()
+    grouped = _job(task, [1e-2, 3e-3], [0, 1])
+    _train._SHARED.clear()
+    np.testing.assert_array_equal(grouped.train_loss, whole.train_loss)
+    for split in EVAL_SPLITS:
+        np.testing.assert_allclose(grouped.eval_loss[split], whole.eval_loss[split], rtol=1e-6, atol=1e-7)

@@ -271,12 +271,22 @@ def test_bytes_per_run_matches_the_engine(reg):
     assert size.bytes_per_run == _train._bytes_per_run(build_task(spec), 50)
 
 
-def test_language_model_logits_dominate_the_estimate(reg):
+def test_language_model_logits_dominate_the_estimate_and_one_run_fits(reg):
+    """32,100-way logits: evaluated one batch per pass, so one run fits a CPU's 4 GiB budget."""
     from celo_bench.calibration import task_size
 
     rnn = task_size(reg.task("RNNLM_lm1b32k_Patch32_LSTM256_Embed128"))
-    logits = 3 * 3 * 5 * 128 * 32 * 32100 * 4  # 3 copies x 3 splits x 5 batches x 128 x 32 tokens x vocab
-    assert rnn.bytes_per_run > logits > 20 * 10**9
+    one_batch = 128 * 32 * 32100 * 4  # 128 sequences x 32 tokens x vocab, float32
+    assert memory.eval_group(15, 128, 32 * 32100 * 4) == 1
+    assert 3 * one_batch < rnn.bytes_per_run < memory.HOST_CAP
+    assert 3 * one_batch > rnn.bytes_per_run / 2  # the logits dominate (12.8M parameters: 0.6 GB)
+
+
+def test_eval_group_fits_the_cap():
+    assert memory.eval_group(15, 64, 40) == 15  # small classifier: one pass
+    per_batch = 100 * 2**20
+    assert memory.eval_group(15, 1, per_batch) == memory.EVAL_PASS_OUTPUT_CAP // per_batch == 5
+    assert memory.eval_group(15, 1, memory.EVAL_PASS_OUTPUT_CAP + 1) == 1  # never 0
 
 
 @pytest.mark.slow
@@ -298,4 +308,7 @@ def test_plan_cli_json_on_the_paper_suite(tmp_path, monkeypatch, fresh_inputs):
     assert {"mnist", "cifar10", "cifar100", "lm1b_32k", "wikipedia_en_32k"} <= set(missing)
     assert all(cmd == f"celo-bench data prepare {name}" for name, cmd in missing.items())
     rnn = next(t for t in d["tasks"] if t["task"] == "RNNLM_lm1b32k_Patch32_LSTM256_Embed128")
-    assert rnn["n_params"] == 12_753_252 and rnn["programs"] > 2 * 25  # its Adam job splits
+    assert rnn["n_params"] == 12_753_252
+    # one evaluation batch per pass (2.2 GB per run): each job, Adam's 21 runs too, is one chunk on an H200
+    jobs = [j for j in d["jobs"] if j["task"] == rnn["task"]]
+    assert rnn["bytes_per_run"] < 3e9 and all(j["chunks"] == 1 for j in jobs)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from celo_bench.engine.memory import bytes_per_run, device_memory_budget, output_bytes, run_chunked
+from celo_bench.engine.memory import bytes_per_run, device_memory_budget, eval_group, output_bytes, run_chunked
 from celo_bench.strategy import Strategy
 from celo_bench.task import EVAL_SPLITS, Task
 
@@ -105,6 +105,8 @@ class _Program:
         self.eval_batches, self.last_eval_batches = spec.eval_batches, spec.last_eval_batches
         self.n_train = task.dataset.size("train")
         self.chunk = math.gcd(self.eval_batches, self.last_eval_batches)
+        n_eval = len(EVAL_SPLITS) * self.chunk
+        self.eval_group = eval_group(n_eval, self.batch, output_bytes(task.dataset.info, spec.family))
 
     def optimizer(self, hparams: Any, data: Any = None) -> optax.GradientTransformationExtraArgs:
         """The optimizer for `hparams`; a learned one reads its meta-parameters from ``data``.
@@ -154,7 +156,9 @@ class _Program:
         An evaluation of ``n`` batches is ``n / chunk`` chunks, so the regular and the final
         evaluation share one piece of code. All splits' batches are drawn with one uniform
         draw and evaluated in one batched forward pass (few, large ops compile and run
-        fastest on CPU).
+        fastest on CPU), or, when their outputs would exceed
+        :data:`celo_bench.engine.memory.EVAL_PASS_OUTPUT_CAP` (language models with large
+        vocabularies), in a ``lax.map`` over groups of ``eval_group`` batches.
         """
         k_idx, k_loss = jax.random.split(jax.random.fold_in(jax.random.fold_in(eval_key, i), c))
         S, g = len(EVAL_SPLITS), self.chunk
@@ -170,7 +174,11 @@ class _Program:
         def one(batch, k):
             return self.task.loss(params, model_state, k, batch)[0]
 
-        losses = jax.vmap(one)(stacked, jax.random.split(k_loss, S * g))
+        keys = jax.random.split(k_loss, S * g)
+        if self.eval_group >= S * g:
+            losses = jax.vmap(one)(stacked, keys)
+        else:
+            losses = jax.lax.map(lambda bk: one(*bk), (stacked, keys), batch_size=self.eval_group)
         return jnp.mean(losses.reshape(S, g), axis=1)
 
     def schedule(self) -> np.ndarray:

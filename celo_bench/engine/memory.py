@@ -142,6 +142,33 @@ def is_oom(exc: BaseException) -> bool:
 EVAL_SPLITS = 3
 """Evaluation batches of the train, validation and test splits run in one batched pass."""
 
+EVAL_PASS_OUTPUT_CAP = 512 * 2**20
+"""Float32 model-output bytes one evaluation pass of one run may hold (512 MiB).
+
+An evaluation chunk is ``3 splits x gcd(eval_batches, last_eval_batches)`` batches; when
+their outputs exceed this cap the batches are evaluated in groups of :func:`eval_group`
+(a ``lax.map`` over groups, each group vmapped). The cap is a constant, not a share of the
+device's memory, so that a task compiles the same evaluation program on every device."""
+
+
+def eval_group(n_batches: int, batch_size: int, output_bytes: int, cap: int = EVAL_PASS_OUTPUT_CAP) -> int:
+    """Batches of one evaluation chunk evaluated at once (vmapped) by one run.
+
+    Args:
+      n_batches: batches in the chunk (``3 x gcd(eval_batches, last_eval_batches)``).
+      batch_size: examples per batch.
+      output_bytes: float32 output bytes per example (:func:`output_bytes`).
+      cap: output bytes one pass may hold (:data:`EVAL_PASS_OUTPUT_CAP`).
+
+    Returns:
+      ``n_batches`` when all fit under `cap` (one vmapped pass); otherwise the largest group
+      size in ``[1, n_batches)`` that fits, at least 1. Example: the LSTM LMs of the paper
+      (32,100-way logits, batch 128 x 32 tokens: 526 MB per batch) evaluate one batch at a
+      time; the quick tier's models evaluate their 15 batches in one pass.
+    """
+    per_batch = max(1, int(batch_size) * int(output_bytes))
+    return max(1, min(int(n_batches), int(cap) // per_batch))
+
 
 def bytes_per_run(
     n_params: int, example_bytes: int, *, batch_size: int, eval_batches: int,
@@ -153,13 +180,16 @@ def bytes_per_run(
     update), ``16 x`` the float32 inputs of the largest evaluation (activations), and the
     run's data order (``(T + 1) x batch`` int32 indices). With `output_bytes` (float32
     model outputs per example, :func:`output_bytes`) it adds ``3 x`` the outputs of one
-    evaluation chunk (``3 splits x gcd(eval_batches, last_eval_batches)`` batches in one
-    pass: logits, log-softmax, loss terms). For language models this term dominates: the
-    LSTM LMs' 32,100-way logits take ~24 GB per run at batch 128 x 32 tokens.
+    evaluation pass (logits, log-softmax, loss terms): :func:`eval_group` batches of the
+    chunk's ``3 splits x gcd(eval_batches, last_eval_batches)``, or of one training batch
+    when that is larger. For language models this term dominates: the LSTM LMs' 32,100-way
+    logits take ~1.6 GB per run at batch 128 x 32 tokens (one batch per pass).
     """
     params = 12 * n_params * param_bytes
     activations = 16 * example_bytes * batch_size * max(eval_batches, last_eval_batches)
-    outputs = 3 * EVAL_SPLITS * math.gcd(eval_batches, last_eval_batches) * batch_size * output_bytes
+    n_eval = EVAL_SPLITS * math.gcd(eval_batches, last_eval_batches)
+    group = eval_group(n_eval, batch_size, output_bytes) if output_bytes else n_eval
+    outputs = 3 * group * batch_size * output_bytes
     return int(params + activations + outputs + 4 * (num_steps + 1) * batch_size)
 
 
@@ -271,6 +301,8 @@ __all__ = [
     "bytes_per_run",
     "chunks",
     "device_memory_budget",
+    "EVAL_PASS_OUTPUT_CAP",
+    "eval_group",
     "example_bytes",
     "host_memory_bytes",
     "output_bytes",
