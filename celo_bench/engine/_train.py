@@ -25,7 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from celo_bench.engine.memory import bytes_per_run, device_memory_budget, eval_group, output_bytes, run_chunked
+from celo_bench.engine.memory import (
+    bytes_per_run,
+    device_memory_budget,
+    eval_group,
+    output_bytes,
+    run_chunked,
+)
 from celo_bench.strategy import Strategy
 from celo_bench.task import EVAL_SPLITS, Task
 
