@@ -47,11 +47,23 @@ steps (a ``lax.scan`` over the steps between two evaluations with ``scan``; ``bl
 unrolled steps with ``loop``). See celo_bench.engine._train."""
 SHARED_PER_SHAPE = 2
 """Programs shared by every job of a task with the same runs per program (and vmap or not):
-the evaluation chunk and the final minibatch loss."""
+the evaluation chunk and the final minibatch loss; with ``steps="split"`` also the task's
+gradient (:func:`shared_per_shape`)."""
 START_PER_TASK = 1
 """The program that draws every seed's initial parameters and data order, once per task."""
 ENGINE_PROGRAMS_PER_CHUNK = 4
-"""Programs the engine reports per chunk (its own two plus the two shared ones)."""
+"""Programs the engine reports per chunk with ``scan``/``loop`` (its own two plus the two shared
+ones); see :func:`engine_programs_per_chunk`."""
+
+
+def shared_per_shape(strategy: str) -> int:
+    """Shared programs per task and chunk shape for a strategy label (``split+vmap``: 3)."""
+    return SHARED_PER_SHAPE + (1 if strategy.startswith("split") else 0)
+
+
+def engine_programs_per_chunk(strategy: str) -> int:
+    """Programs the engine reports per chunk of a job run with strategy label `strategy`."""
+    return PROGRAMS_PER_CHUNK + shared_per_shape(strategy)
 METADATA_BYTES = 2048
 """Per-record metadata (config JSON, provenance, timings) in the store, roughly."""
 
@@ -124,13 +136,19 @@ class Plan:
 
     def shared_programs(self) -> int:
         """Programs shared by the jobs of a task: the start, and evaluation + final loss per
-        distinct chunk shape (runs per program, vmapped or not)."""
+        distinct chunk shape (runs per program, vmapped or not), plus the gradient per shape of
+        its ``split`` jobs."""
         shapes: dict[str, set[tuple[bool, int]]] = {}
+        split_shapes: dict[str, set[tuple[bool, int]]] = {}  # the gradient program: split jobs only
         for j in self.jobs:
             vmap = "+vmap" in j.strategy
             sizes = {min(j.runs_per_program, j.runs), j.runs - (j.chunks - 1) * j.runs_per_program}
-            shapes.setdefault(j.task, set()).update((vmap, s if vmap else 1) for s in sizes if s > 0)
-        return sum(START_PER_TASK + SHARED_PER_SHAPE * len(v) for v in shapes.values())
+            got = {(vmap, s if vmap else 1) for s in sizes if s > 0}
+            shapes.setdefault(j.task, set()).update(got)
+            if shared_per_shape(j.strategy) > SHARED_PER_SHAPE:
+                split_shapes.setdefault(j.task, set()).update(got)
+        return sum(START_PER_TASK + SHARED_PER_SHAPE * len(v) + len(split_shapes.get(t, ()))
+                   for t, v in shapes.items())
 
     def by_strategy(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -381,6 +399,8 @@ __all__ = [
     "BACKENDS",
     "METADATA_BYTES",
     "ENGINE_PROGRAMS_PER_CHUNK",
+    "engine_programs_per_chunk",
+    "shared_per_shape",
     "PROGRAMS_PER_CHUNK",
     "SHARED_PER_SHAPE",
     "START_PER_TASK",

@@ -1,16 +1,26 @@
 """Execution strategy: how a job's runs and steps map onto compiled programs (no JAX here).
 
-``steps="scan"`` compiles the whole horizon into one ``lax.scan``; ``steps="loop"`` calls a
-jitted block of ``block_size`` steps from Python. ``runs="vmap"`` trains all runs of a job
-in one batched program; ``runs="sequential"`` reuses one compiled single-run program.
+``steps="scan"`` compiles the steps between two evaluations into one ``lax.scan``;
+``steps="loop"`` calls a jitted block of ``block_size`` steps from Python; ``steps="split"``
+calls two programs from Python every step: the task's gradient, compiled once per task and
+shared by every optimizer's job, and the optimizer's update, the only training program a job
+compiles for itself. ``runs="vmap"`` trains all runs of a job in one batched program;
+``runs="sequential"`` reuses one compiled single-run program.
 ``xla_opt_level`` is XLA's backend optimisation level for the job's programs (None: XLA's
 default, 2 at the time of writing).
 
 Defaults are per backend and model family, chosen by measurement on a 2-core CPU with
-jax 0.10: ``scan`` beats a Python loop 13-20x on small MLPs, but convolution gradients
+jax 0.10. On a CPU every family uses ``split``: compile dominates the small tasks of the quick
+tier, and a job's scan re-compiled the task's backward pass for every optimizer (the
+quick tier's learned-optimizer training task: ~11 s per job, 372 s of the grid's 1,030 s of
+compile). With ``split`` an Adam-family job compiles its update in 0.3-4 s and the task's
+gradient once; the per-step call from Python costs little next to those seconds (measured
+on ``quick_digits_lopt``, 4 optimizers x 21 runs: compile 160 -> 72 s, execution 34 -> 31 s;
+a 10-job learned-optimizer slice of the quick tier: wall 388 -> 215 s). Convolution gradients
 inside ``scan`` run 30-70x slower than a jitted step called from Python, and vmapping a
-convnet over runs is ~4.5x slower than running them in sequence. On accelerators
-everything is scanned and vmapped.
+convnet over runs is ~4.5x slower than running them in sequence, so convnets and ViTs run
+their runs in sequence. On accelerators everything is scanned and vmapped (one launch per
+block of steps, fused gradient and update).
 
 The optimisation level is XLA's default unless set (``run --xla-opt-level``). Level 0 was
 measured as a default for cheap CPU jobs and not kept: once the evaluation programs are
@@ -32,16 +42,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-STEPS_CHOICES = ("scan", "loop")
+STEPS_CHOICES = ("scan", "loop", "split")
 RUNS_CHOICES = ("vmap", "sequential")
 XLA_OPT_LEVELS = (0, 1, 2, 3)
 BACKENDS = ("cpu", "gpu", "tpu")
 
-# family -> (steps, runs) on CPU; anything unlisted uses scan + vmap.
+# family -> (steps, runs) on CPU; anything unlisted uses split + vmap.
 _CPU_DEFAULTS: dict[str, tuple[str, str]] = {
-    "conv": ("loop", "sequential"),
-    "vit": ("loop", "sequential"),
+    "conv": ("split", "sequential"),
+    "vit": ("split", "sequential"),
 }
+_CPU_DEFAULT = ("split", "vmap")
 
 @dataclass(frozen=True)
 class Strategy:
@@ -83,7 +94,7 @@ def default_strategy(
 
     An ``override`` may set ``steps``, ``runs`` and ``xla_opt_level``.
     """
-    steps_s, runs_s = ("scan", "vmap") if backend != "cpu" else _CPU_DEFAULTS.get(family, ("scan", "vmap"))
+    steps_s, runs_s = ("scan", "vmap") if backend != "cpu" else _CPU_DEFAULTS.get(family, _CPU_DEFAULT)
     override = dict(override or {})
     return Strategy(steps=override.get("steps", steps_s), runs=override.get("runs", runs_s),
                     xla_opt_level=override.get("xla_opt_level"))

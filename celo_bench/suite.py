@@ -46,7 +46,7 @@ KIND_LABELS = {"handcrafted": "hand-crafted", "learned": "learned", "extra": "ex
 class Strategy(TypedDict, total=False):
     """``[strategy]`` of a task: how the engine runs it when measured defaults do not fit."""
 
-    steps: Literal["scan", "loop"]
+    steps: Literal["scan", "loop", "split"]
     runs: Literal["vmap", "sequential"]
 
 

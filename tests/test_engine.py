@@ -55,7 +55,8 @@ def test_engine_matches_reference_loop(task):
 
 @pytest.mark.parametrize(
     "strategy",
-    [Strategy("scan", "sequential"), Strategy("loop", "vmap"), Strategy("loop", "sequential", block_size=5)],
+    [Strategy("scan", "sequential"), Strategy("loop", "vmap"), Strategy("loop", "sequential", block_size=5),
+     Strategy("split", "vmap"), Strategy("split", "sequential")],
 )
 def test_strategies_agree_with_scan_vmap(task, strategy):
     lrs, seeds = [1e-2, 1e-3, 1e-2], [0, 0, 2]
@@ -123,11 +124,11 @@ def test_a_chunk_out_of_device_memory_is_retried_with_fewer_runs(task, monkeypat
     whole = _job(task, lrs, seeds)
     real, sizes = _train._run_blocks, []
 
-    def tight(prog, data, hparams, starts, *args):
+    def tight(prog, data, hparams, starts, *args, **kw):
         sizes.append(starts.order.shape[0])
         if starts.order.shape[0] > 1:  # only one run fits
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
-        return real(prog, data, hparams, starts, *args)
+        return real(prog, data, hparams, starts, *args, **kw)
 
     monkeypatch.setattr(_train, "_run_blocks", tight)
     retried = _job(task, lrs, seeds)
@@ -139,7 +140,7 @@ def test_a_run_that_never_fits_is_an_error_not_a_result(task, monkeypatch):
     from celo_bench.engine import _train
     from celo_bench.engine.memory import DeviceOutOfMemoryError
 
-    def never(*args):
+    def never(*args, **kw):
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory")
 
     monkeypatch.setattr(_train, "_run_blocks", never)
@@ -159,3 +160,30 @@ def test_evaluation_in_groups_equals_one_batched_pass(task, monkeypatch):
     np.testing.assert_array_equal(grouped.train_loss, whole.train_loss)
     for split in EVAL_SPLITS:
         np.testing.assert_allclose(grouped.eval_loss[split], whole.eval_loss[split], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("make", [adam, lambda hp: optax.lamb(hp["learning_rate"])])
+def test_split_steps_are_bit_identical_to_the_scan(task, make):
+    """The CPU default (gradient and update as two programs) changes no number of these optimizers."""
+    lrs, seeds = [1e-2, 1e-3, 3e-2], [0, 1, 2]
+    hp = {"learning_rate": np.array(lrs)}
+    a = run_job(task, make, hp, np.array(seeds), num_steps=T, strategy=Strategy("scan", "vmap"))
+    b = run_job(task, make, hp, np.array(seeds), num_steps=T, strategy=Strategy("split", "vmap"))
+    np.testing.assert_array_equal(a.train_loss, b.train_loss)
+    for split in EVAL_SPLITS:
+        np.testing.assert_array_equal(a.eval_loss[split], b.eval_loss[split])
+
+
+def test_split_jobs_of_a_task_share_one_gradient_program(task):
+    """The second optimizer of a task compiles its update and init, not the task's backward pass."""
+    from celo_bench.engine import _train
+
+    _train._SHARED.clear()
+    hp, seeds = {"learning_rate": np.array([1e-2, 1e-3])}, np.array([0, 1])
+    first = run_job(task, adam, hp, seeds, num_steps=T, strategy=Strategy("split", "vmap"))
+    grads = [k for k in _train._SHARED if k[0] == "grad"]
+    second = run_job(task, lambda h: optax.sgd(h["learning_rate"]), hp, seeds, num_steps=T,
+                     strategy=Strategy("split", "vmap"))
+    assert len(grads) == 1 and [k for k in _train._SHARED if k[0] == "grad"] == grads
+    assert first.programs == second.programs == 5  # init, update, gradient, evaluation, final loss
+    assert np.all(np.isfinite(second.train_loss)) and not np.allclose(first.train_loss, second.train_loss)

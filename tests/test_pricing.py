@@ -80,19 +80,20 @@ def test_restricted_grid_counts(reg, tmp_path):
 
 
 def test_programs_follow_strategy_and_memory(reg, tmp_path):
-    """2 programs per chunk; chunks = ceil(runs / (budget // bytes per run))."""
+    """2 programs per chunk; chunks = ceil(runs / (budget // bytes per run)); CPU jobs are split."""
     sizes = {"Conv_Cifar10_32x64x64": TaskSize(1, 1, 100), "ImageMLP_FashionMnist_Relu128x128": TaskSize(1, 1, 100)}
     p = pricing.price(reg, "paper", tasks=list(sizes), optimizers=["adam", "celo"], results=tmp_path,
                       backend="cpu", memory_budget=250, sizes=sizes)
     jobs = {(j.task, j.optimizer): j for j in p.jobs}
     conv_adam = jobs[("Conv_Cifar10_32x64x64", "adam")]
-    assert (conv_adam.strategy.split("@")[0], conv_adam.runs_per_program, conv_adam.chunks) == ("loop+sequential", 2, 11)
-    assert conv_adam.programs == 22  # 11 chunks x (init + block of steps)
+    assert (conv_adam.strategy.split("@")[0], conv_adam.runs_per_program, conv_adam.chunks) == ("split+sequential", 2, 11)
+    assert conv_adam.programs == 22  # 11 chunks x (init + update)
     mlp_adam = jobs[("ImageMLP_FashionMnist_Relu128x128", "adam")]
-    assert mlp_adam.strategy.startswith("scan+vmap") and (mlp_adam.chunks, mlp_adam.programs) == (11, 22)
+    assert mlp_adam.strategy.startswith("split+vmap") and (mlp_adam.chunks, mlp_adam.programs) == (11, 22)
     assert jobs[("ImageMLP_FashionMnist_Relu128x128", "celo")].chunks == 2  # 3 runs, 2 per program
-    # Shared: conv (sequential) 1 start + 2; mlp (vmap, chunks of 2 and 1 runs) 1 + 2 x 2.
-    assert p.shared_programs() == 3 + 5
+    # Shared: conv (sequential) 1 start + 3 (evaluation, final loss, gradient); mlp (vmap, chunks of
+    # 2 and 1 runs) 1 + 3 x 2.
+    assert p.shared_programs() == 4 + 7
     on_gpu = pricing.price(reg, "paper", tasks=list(sizes), optimizers=["adam"], results=tmp_path, backend="gpu",
                            memory_budget=10**6, sizes=sizes)
     assert [j.programs for j in on_gpu.jobs] == [2, 2]

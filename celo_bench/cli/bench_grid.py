@@ -32,7 +32,7 @@ def grid_command(
     executor: str = typer.Option("local", "--executor", help="local | ray."),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),
     cache: str = typer.Option("cold", "--cache", help="cold: an empty compilation cache (a first run); warm: your persistent cache."),
-    steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop (default: planned per job)."),
+    steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop | split (default: planned per job)."),
     runs_strategy: str = typer.Option(None, "--runs-strategy", help="vmap | sequential (default: planned per job)."),
     xla_opt_level: int = typer.Option(None, "--xla-opt-level", help="XLA backend optimisation level 0-3 (default: planned per job)."),
     out_dir: Path = OutOpt,

@@ -62,7 +62,7 @@ def plan_command(
     data: str = typer.Option("real", "--data", help=f"One of: {', '.join(DATA_CHOICES)}."),
     backend: str = typer.Option(None, "--backend", help=f"Device the grid will run on: {', '.join(BACKENDS)} (default: this machine's; with --calibrate: the probed device)."),
     device_memory_gib: float = typer.Option(None, "--device-memory-gib", min=1, help=f"Accelerator memory for the chunking estimate (default {DEFAULT_DEVICE_GIB:g}, one H200)."),
-    steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop (as `run`)."),
+    steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop | split (as `run`)."),
     runs_strategy: str = typer.Option(None, "--runs-strategy", help="vmap | sequential (as `run`)."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Time a few steps of Adam and Celo per task family on this device and project the grid's wall time."),
     probe_steps: int = typer.Option(20, "--probe-steps", min=1, help="Steps per calibration probe."),

@@ -39,7 +39,7 @@ def run_command(
     ray_gpus: float = typer.Option(None, "--ray-gpus-per-job", min=0, envvar="CELO_BENCH_RAY_GPUS_PER_JOB", help="Ray: GPUs per job; 0.5 packs two jobs on a GPU (default 0)."),
     ray_memory_gb: float = typer.Option(None, "--ray-memory-gb-per-job", min=0, envvar="CELO_BENCH_RAY_MEMORY_GB_PER_JOB", help="Ray: host memory reserved per job, in GB (default none)."),
     ray_max_retries: int = typer.Option(None, "--ray-max-retries", min=0, envvar="CELO_BENCH_RAY_MAX_RETRIES", help="Ray: re-runs of a job whose worker died (default 3)."),
-    steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop (default: measured per family)."),
+    steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop | split (default: measured per family)."),
     runs_strategy: str = typer.Option(None, "--runs-strategy", help="vmap | sequential (default: measured per family)."),
     xla_opt_level: int = typer.Option(None, "--xla-opt-level", help="XLA backend optimisation level 0-3 (default: 0 for cheap CPU jobs, else XLA's). Part of the run key."),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),

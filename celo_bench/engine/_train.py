@@ -141,18 +141,31 @@ class _Program:
             RunConsts(hparams, start.order, start.step_key, start.eval_key),
         )
 
-    def train_step(self, data: Any, consts: RunConsts, state: RunState, i: jax.Array):
-        batch = jax.tree_util.tree_map(lambda a: a[consts.order[i]], data["train"])
-        key = jax.random.fold_in(consts.step_key, i)
+    def gradient(self, data: Any, order: jax.Array, step_key: jax.Array, params: Any, model_state: Any,
+                 i: jax.Array):
+        """Minibatch loss, gradient and new model state of step `i` (reads no optimizer state).
+
+        Shared by every optimizer of a task: with ``steps="split"`` it is a program of its own,
+        compiled once per task and runs per program.
+        """
+        batch = jax.tree_util.tree_map(lambda a: a[order[i]], data["train"])
+        key = jax.random.fold_in(step_key, i)
 
         def loss_fn(p):
-            return self.task.loss(p, state.model_state, key, batch)
+            return self.task.loss(p, model_state, key, batch)
 
-        (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer(consts.hparams, data).update(
-            grads, state.opt_state, state.params, loss=loss
-        )
-        params = optax.apply_updates(state.params, updates)
+        (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return loss, grads, model_state
+
+    def update(self, data: Any, hparams: Any, grads: Any, opt_state: Any, params: Any, loss: jax.Array):
+        """The optimizer's step: ``(params, opt_state)`` after applying its update to `grads`."""
+        updates, opt_state = self.optimizer(hparams, data).update(grads, opt_state, params, loss=loss)
+        return optax.apply_updates(params, updates), opt_state
+
+    def train_step(self, data: Any, consts: RunConsts, state: RunState, i: jax.Array):
+        loss, grads, model_state = self.gradient(data, consts.order, consts.step_key, state.params,
+                                                 state.model_state, i)
+        params, opt_state = self.update(data, consts.hparams, grads, state.opt_state, state.params, loss)
         return RunState(params, model_state, opt_state), loss
 
     def eval_loss(self, data: Any, eval_key: jax.Array, params: Any, model_state: Any, i: jax.Array,
@@ -291,7 +304,7 @@ def _shared(key: tuple, build: Callable[[], tuple[Any, float]]) -> tuple[Any, fl
 
 def _run_blocks(
     prog: _Program, data, hparams, starts: RunStart, vmap: bool, block: int, unroll: bool,
-    opt_level: int | None,
+    opt_level: int | None, split: bool = False,
 ):
     """Train the job's runs: Python over the evaluation schedule, compiled pieces inside.
 
@@ -300,7 +313,10 @@ def _run_blocks(
     final minibatch loss read only parameters, model state and keys, so one compiled copy
     of each serves every job of the task with the same number of runs: on small tasks the
     compile of a job (which dominated the quick tier) is then its update rule, not the model
-    evaluated three ways. With ``vmap`` every program is batched over the runs; otherwise
+    evaluated three ways. With `split` the training step itself is two programs called from
+    Python each step: the task's gradient (shared by every job of the task, like the
+    evaluation) and the optimizer's update (the job's own), so a job compiles only its
+    update rule and init. With ``vmap`` every program is batched over the runs; otherwise
     one single-run copy of each is reused run after run.
 
     Returns ``(train (R, T+1), evals (R, E, splits), compile s, run s, programs)``.
@@ -313,6 +329,8 @@ def _run_blocks(
 
     f_init = wrap(prog.init, (None, 0, 0))
     f_steps = wrap(steps, (None, 0, 0, None))
+    f_grad = wrap(prog.gradient, (None, 0, 0, 0, 0, None))
+    f_update = wrap(prog.update, (None, 0, 0, 0, 0, 0))
     f_eval = wrap(prog.eval_loss, (None, 0, 0, 0, None, None))
     f_last = wrap(prog.last_loss, (None, 0, 0, 0, 0))
     sched = prog.schedule()
@@ -322,8 +340,18 @@ def _run_blocks(
     def compile_job(hp, st):
         ci, a = _timed_compile(f_init, data, hp, st, opt_level=opt_level)
         state0, consts0 = ci(data, hp, st)
-        cs, b = _timed_compile(f_steps, data, consts0, state0, i0, opt_level=opt_level)
         ident = (id(prog.task), prog.T, vmap, R if vmap else 1, opt_level)
+        if split:
+            cg, b1 = _shared(("grad", *ident), lambda: _timed_compile(
+                f_grad, plain, consts0.order, consts0.step_key, state0.params, state0.model_state, i0,
+                opt_level=opt_level))
+            loss0, grads0, _ = jax.eval_shape(f_grad, plain, consts0.order, consts0.step_key, state0.params,
+                                              state0.model_state, i0)
+            cu, b2 = _timed_compile(f_update, data, consts0.hparams, grads0, state0.opt_state, state0.params,
+                                    loss0, opt_level=opt_level)
+            cs, b = (cg, cu), b1 + b2
+        else:
+            cs, b = _timed_compile(f_steps, data, consts0, state0, i0, opt_level=opt_level)
         ce, c = _shared(("eval", *ident), lambda: _timed_compile(
             f_eval, plain, consts0.eval_key, state0.params, state0.model_state, i0, i0, opt_level=opt_level))
         cl, d = _shared(("last", *ident), lambda: _timed_compile(
@@ -340,7 +368,15 @@ def _run_blocks(
             evs.append(ce(plain, consts.eval_key, state.params, state.model_state,
                           jnp.asarray(step, jnp.int32), jnp.asarray(chunk, jnp.int32)))
             row = []
-            if trains:
+            if trains and split:
+                cg, cu = cs
+                for i in range(step, step + prog.every):
+                    loss, grads, model_state = cg(plain, consts.order, consts.step_key, state.params,
+                                                  state.model_state, jnp.asarray(i, jnp.int32))
+                    params, opt_state = cu(data, consts.hparams, grads, state.opt_state, state.params, loss)
+                    state = RunState(params, model_state, opt_state)
+                    row.append(loss[..., None])
+            elif trains:
                 for i in range(step, step + prog.every, block):
                     state, loss = cs(data, consts, state, jnp.asarray(i, jnp.int32))
                     row.append(loss)
@@ -352,10 +388,11 @@ def _run_blocks(
                        np.zeros(np.shape(last) + (prog.every,), np.float32) for r in losses], axis=ax)
         return (ev, tr, np.asarray(last)), time.perf_counter() - t0
 
+    n_programs = 5 if split else 4  # init + steps (or gradient + update) + evaluation + final loss
     if vmap:
         compiled, c = compile_job(hparams, starts)
         raw, r = run_one(hparams, starts, compiled)
-        return (*prog.assemble(*raw), c, r, 4)
+        return (*prog.assemble(*raw), c, r, n_programs)
     compiled, c_total = compile_job(_take(hparams, 0), _take(starts, 0))
     raws, r_total = [], 0.0
     for r in range(R):
@@ -363,7 +400,7 @@ def _run_blocks(
         raws.append(raw)
         r_total += t
     stacked = [np.stack([x[k] for x in raws]) for k in range(3)]
-    return (*prog.assemble(*stacked), c_total, r_total, 4)
+    return (*prog.assemble(*stacked), c_total, r_total, n_programs)
 
 
 def _bytes_per_run(task: Task, num_steps: int) -> int:
@@ -428,7 +465,7 @@ def run_job(
     vmap = strategy.runs == "vmap"
     starts, start_compile = _starts(prog, seeds)
     level = strategy.xla_opt_level
-    if strategy.steps == "scan":  # a block is the steps between two evaluations, one scan
+    if strategy.steps in ("scan", "split"):  # a block: the steps between two evaluations, one scan
         block, unroll = prog.every, False
     else:  # a block of `block_size` steps (1: no loop at all, fast for convolutions on CPU)
         block, unroll = math.gcd(strategy.block_size, prog.every), True
@@ -437,7 +474,7 @@ def run_job(
         sl = slice(lo, hi)
         hp_c = {k: jnp.asarray(v[sl]) for k, v in hp.items()}
         st_c = jax.tree_util.tree_map(lambda a: jnp.asarray(a[sl]), starts)
-        return _run_blocks(prog, data, hp_c, st_c, vmap, block, unroll, level)
+        return _run_blocks(prog, data, hp_c, st_c, vmap, block, unroll, level, split=strategy.steps == "split")
 
     # a chunk that runs out of device memory is retried with half as many runs
     parts, _ = run_chunked(train_chunk, R, chunk)
