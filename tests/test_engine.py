@@ -187,3 +187,22 @@ def test_split_jobs_of_a_task_share_one_gradient_program(task):
     assert len(grads) == 1 and [k for k in _train._SHARED if k[0] == "grad"] == grads
     assert first.programs == second.programs == 5  # init, update, gradient, evaluation, final loss
     assert np.all(np.isfinite(second.train_loss)) and not np.allclose(first.train_loss, second.train_loss)
+
+
+def test_equal_chunks_compile_the_job_once(task, monkeypatch):
+    """Four one-run chunks: the job's init and update compile for the first chunk only."""
+    from celo_bench.engine import _train
+
+    calls = []
+    real = _train._timed_compile
+
+    def counting(fn, *args, **kw):
+        calls.append(fn)
+        return real(fn, *args, **kw)
+
+    for cache in (_train._SHARED, _train._START_FNS, _train._START_CACHE):
+        cache.clear()
+    monkeypatch.setattr(_train, "_timed_compile", counting)
+    res = _job(task, [1e-2, 1e-3, 3e-3, 1e-2], [0, 1, 2, 3], strategy=Strategy("split", "vmap"), memory_budget=1)
+    assert res.programs == 4 * 5
+    assert len(calls) == 1 + 5  # the start program, then init, gradient, update, evaluation, final loss

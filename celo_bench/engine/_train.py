@@ -76,7 +76,9 @@ class JobResult:
     """Curves of every run of a job, in input order.
 
     Shapes: ``train_loss (R, T + 1)``; ``eval_steps (E,)`` with ``E = T / eval_every + 1``;
-    ``eval_loss[split] (R, E)``.
+    ``eval_loss[split] (R, E)``. ``programs`` counts the programs each chunk runs (4 with
+    ``scan``/``loop``, 5 with ``split``), shared or reused ones included: chunks of one size
+    compile the job's own programs once.
     """
 
     train_loss: np.ndarray
@@ -304,7 +306,7 @@ def _shared(key: tuple, build: Callable[[], tuple[Any, float]]) -> tuple[Any, fl
 
 def _run_blocks(
     prog: _Program, data, hparams, starts: RunStart, vmap: bool, block: int, unroll: bool,
-    opt_level: int | None, split: bool = False,
+    opt_level: int | None, split: bool = False, job_programs: dict | None = None,
 ):
     """Train the job's runs: Python over the evaluation schedule, compiled pieces inside.
 
@@ -317,7 +319,8 @@ def _run_blocks(
     Python each step: the task's gradient (shared by every job of the task, like the
     evaluation) and the optimizer's update (the job's own), so a job compiles only its
     update rule and init. With ``vmap`` every program is batched over the runs; otherwise
-    one single-run copy of each is reused run after run.
+    one single-run copy of each is reused run after run. `job_programs` (one dict per job)
+    keeps the job's own compiled programs by chunk size, so equal chunks compile once.
 
     Returns ``(train (R, T+1), evals (R, E, splits), compile s, run s, programs)``.
     """
@@ -338,6 +341,15 @@ def _run_blocks(
     plain = {k: v for k, v in data.items() if k != META_KEY}  # what the shared programs read
 
     def compile_job(hp, st):
+        size = R if vmap else 1
+        if job_programs is not None and size in job_programs:
+            return job_programs[size], 0.0
+        programs, seconds = _compile_job(hp, st)
+        if job_programs is not None:
+            job_programs[size] = programs
+        return programs, seconds
+
+    def _compile_job(hp, st):
         ci, a = _timed_compile(f_init, data, hp, st, opt_level=opt_level)
         state0, consts0 = ci(data, hp, st)
         ident = (id(prog.task), prog.T, vmap, R if vmap else 1, opt_level)
@@ -470,11 +482,14 @@ def run_job(
     else:  # a block of `block_size` steps (1: no loop at all, fast for convolutions on CPU)
         block, unroll = math.gcd(strategy.block_size, prog.every), True
 
+    job_programs: dict = {}
+
     def train_chunk(lo: int, hi: int):
         sl = slice(lo, hi)
         hp_c = {k: jnp.asarray(v[sl]) for k, v in hp.items()}
         st_c = jax.tree_util.tree_map(lambda a: jnp.asarray(a[sl]), starts)
-        return _run_blocks(prog, data, hp_c, st_c, vmap, block, unroll, level, split=strategy.steps == "split")
+        return _run_blocks(prog, data, hp_c, st_c, vmap, block, unroll, level, split=strategy.steps == "split",
+                           job_programs=job_programs)
 
     # a chunk that runs out of device memory is retried with half as many runs
     parts, _ = run_chunked(train_chunk, R, chunk)
