@@ -14,9 +14,10 @@ jax 0.10. On a CPU every family uses ``split``: compile dominates the small task
 tier, and a job's scan re-compiled the task's backward pass for every optimizer (the
 quick tier's learned-optimizer training task: ~11 s per job, 372 s of the grid's 1,030 s of
 compile). With ``split`` an Adam-family job compiles its update in 0.3-4 s and the task's
-gradient once; the per-step call from Python costs little next to those seconds (measured
-on ``quick_digits_lopt``, 4 optimizers x 21 runs: compile 160 -> 72 s, execution 34 -> 31 s;
-a 10-job learned-optimizer slice of the quick tier: wall 388 -> 215 s). Convolution gradients
+gradient once, at the price of two calls per step from Python and no fusion of gradient and
+update (measured under load on ``quick_digits_lopt``, 4 optimizers x 21 runs: compile 160 -> 72 s, execution
+34 -> 31 s; the whole quick tier, cold, idle: compile 1,030 -> 730 s summed over jobs, execution
+370 -> 487 s, wall 12 min 32 s -> 12 min 0 s). Convolution gradients
 inside ``scan`` run 30-70x slower than a jitted step called from Python, and vmapping a
 convnet over runs is ~4.5x slower than running them in sequence, so convnets and ViTs run
 their runs in sequence. On accelerators everything is scanned and vmapped (one launch per
