@@ -313,3 +313,24 @@ def test_plan_cli_json_on_the_paper_suite(tmp_path, monkeypatch, fresh_inputs):
     # one evaluation batch per pass (2.2 GB per run): each job, Adam's 21 runs too, is one chunk on an H200
     jobs = [j for j in d["jobs"] if j["task"] == rnn["task"]]
     assert rnn["bytes_per_run"] < 3e9 and all(j["chunks"] == 1 for j in jobs)
+
+
+@pytest.mark.slow
+def test_plan_calibrate_projects_the_grid_from_timed_probes(tmp_path):
+    """`plan --calibrate` times Adam and Celo per family and projects every task of the grid."""
+    from typer.testing import CliRunner
+
+    from celo_bench.cli import app
+
+    res = CliRunner().invoke(app, ["plan", "--suite", "smoke", "--calibrate", "--probe-steps", "10",
+                                   "--probe-seeds", "1", "--results", str(tmp_path), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    proj = d["projection"]
+    assert {(p["family"], p["optimizer"]) for p in proj["probes"]} >= {("image_mlp", "adam"), ("image_mlp", "celo")}
+    assert all(p["compile_s"] > 0 and p["run_s"] > 0 and p["num_steps"] == 10 for p in proj["probes"])
+    assert set(proj["tasks"]) == {"smoke_digits_mlp", "smoke_digits_ae"} and not proj["unprojected_tasks"]
+    assert proj["seconds"] == pytest.approx(proj["compile_seconds"] + proj["train_seconds"])
+    assert proj["seconds"] == pytest.approx(sum(proj["tasks"].values()), abs=0.1)  # per task: 0.1 s
+    assert proj["hours"] == pytest.approx(proj["seconds"] / 3600) and proj["seconds"] > 0
+    assert d["counts"]["runs"] == 2 * (3 + 3) * 2  # 2 tasks x (adam 3 + sgd 3 learning rates) x 2 seeds
