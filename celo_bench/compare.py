@@ -38,6 +38,9 @@ from celo_bench.errors import CeloBenchError
 from celo_bench.results import Results
 
 TOP_K = 5
+MIN_OPTIMIZERS = 5
+"""Below this many common optimizers an agreement is printed with a caveat (τ over 4 optimizers
+has 6 pairs; its interval says little)."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +94,24 @@ class Comparison:
     only_a: tuple[str, ...] = ()
     only_b: tuple[str, ...] = ()
     device_kind: dict[str, str] = field(default_factory=dict)
+    coverage: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per suite: (tasks with scores, tasks in the suite)."""
+
+    def caveats(self) -> list[str]:
+        """One line per reason to read the agreement with care: a suite with results on only
+        some of its tasks, or fewer than :data:`MIN_OPTIMIZERS` common optimizers."""
+        out = [f"'{name}' has scores on {k} of its {n} tasks: its IQMs cover those tasks only"
+               for name, (k, n) in self.coverage.items() if k < n]
+        n_common = len(self.agreements[0].optimizers) if self.agreements else 0
+        if n_common < MIN_OPTIMIZERS:
+            out.append(f"only {n_common} common optimizers: an agreement over so few says little")
+        return out
 
     def as_json(self) -> dict:
         return {"suite_a": self.a, "suite_b": self.b, "reps": self.reps, "seed": self.seed,
                 "confidence": self.confidence, "only_in_a": list(self.only_a), "only_in_b": list(self.only_b),
+                "coverage": {k: {"tasks_scored": v[0], "tasks": v[1]} for k, v in self.coverage.items()},
+                "caveats": self.caveats(),
                 "criteria": [g.as_json() for g in self.agreements]}
 
 
@@ -216,7 +233,15 @@ def compare(a: Results, b: Results, *, reps: int | None = None, seed: int | None
                              confidence=confidence))
     return Comparison(a=a.suite, b=b.suite, reps=reps, seed=seed, confidence=confidence, agreements=tuple(out),
                       only_a=tuple(sorted(scored_a - scored_b)), only_b=tuple(sorted(scored_b - scored_a)),
-                      device_kind={a.suite: a.device_kind, b.suite: b.device_kind})
+                      device_kind={a.suite: a.device_kind, b.suite: b.device_kind},
+                      coverage={r.suite: _coverage(r) for r in (a, b)})
+
+
+def _coverage(res: Results) -> tuple[int, int]:
+    """(tasks with a final-loss score, tasks in the suite) of scored results."""
+    scored = {t for m in res.matrices.get("final_loss", {}).values() for t in m.tasks}
+    total = len(res.suite_tasks) or len(scored)
+    return len(scored & set(res.suite_tasks)) if res.suite_tasks else len(scored), total
 
 
 def _ci(t: tuple[float, float, float]) -> str:
@@ -250,8 +275,9 @@ def text(c: Comparison) -> str:
     for name, only in ((c.a, c.only_a), (c.b, c.only_b)):
         if only:
             lines.append(f"scored only in '{name}' (left out): {', '.join(only)}")
+    lines += [f"caveat: {line}" for line in c.caveats()]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Agreement", "Comparison", "TOP_K", "agreement", "boot_iqms", "compare", "kendall_spearman", "text",
+__all__ = ["MIN_OPTIMIZERS", "Agreement", "Comparison", "TOP_K", "agreement", "boot_iqms", "compare", "kendall_spearman", "text",
            "top_k"]

@@ -22,7 +22,7 @@ from typing import Any
 from celo_bench import inputs
 from celo_bench.data.synthetic import synthetic_name
 from celo_bench.errors import CeloBenchError, DataMissingError
-from celo_bench.strategy import Strategy, default_strategy
+from celo_bench.strategy import Strategy, check_overrides, default_strategy
 from celo_bench.suite import OptimizerSpec, Registry, SuiteSpec, TaskSpec, canonical_json
 from celo_bench.versions import ENGINE_VERSION
 
@@ -110,8 +110,8 @@ def expand(
     records' suite is ``<suite>@synthetic``, so they are never scored with real runs.
     `backend` ("cpu", "gpu", "tpu"; default: :func:`celo_bench.strategy.backend_kind`) and
     `strategy_overrides` (``steps``, ``runs``, ``xla_opt_level``) decide each job's
-    :class:`~celo_bench.strategy.Strategy`. The overrides enter the run keys; the measured
-    default of a device does not (it is part of the device, whose numbers differ anyway),
+    :class:`~celo_bench.strategy.Strategy`. The overrides that differ from the job's default
+    enter the run keys; the measured default of a device does not (it is part of the device, whose numbers differ anyway),
     so results made on a GPU are scored on a laptop; each record says how it ran.
 
     A job whose weights or data are missing here is still planned and carries the reason in
@@ -126,6 +126,7 @@ def expand(
     n_seeds = seeds or suite.seeds
     backend = backend or inputs.backend_kind()
     overrides = {k: v for k, v in (strategy_overrides or {}).items() if v is not None}
+    check_overrides(overrides)
     jobs = []
     for tname in task_names:
         tspec = registry.task(tname)
@@ -148,9 +149,11 @@ def expand(
             ospec = replace(ospec, grid={k: tuple(v) for k, v in grid.items()})
             config = canonical_json({"task": tspec.resolved(), "optimizer": ospec.resolved()})
             points = grid_points(ospec.grid)
+            planned = default_strategy(tspec.family, backend, dict(tspec.strategy))
             strategy = default_strategy(tspec.family, backend, {**dict(tspec.strategy), **overrides})
             w = inputs.weights_input(ospec)
-            execution = dict(sorted(overrides.items()))  # defaults follow the device, like its floats
+            # defaults follow the device, like its floats; an override equal to the default is none
+            execution = {k: v for k, v in sorted(overrides.items()) if getattr(planned, k) != v}
             unavailable = w.unavailable if w else ""
             runs = []
             for hp in points:

@@ -201,9 +201,15 @@ def select_records(
         if len(ignored):
             seen = sorted({f"v{v} at {t} steps" for v, t in zip(ignored["suite_version"], ignored["num_steps"],
                                                                    strict=True)})
-            hint = (f"its {len(ignored)} stored records are not in the current plan (v{suite.version}; they are "
-                    f"{', '.join(seen[:4])}{', ...' if len(seen) > 4 else ''}): pass the `--steps` they were run "
-                    f"with, or {hint}")
+            planned_as = {f"v{suite.version} at {r.num_steps} steps" for r in runs.values()}
+            if set(seen) <= planned_as:  # same version and horizon: other inputs or execution settings
+                hint = (f"its {len(ignored)} stored records were made with other inputs or execution settings "
+                        "(engine version, data, weights, or a non-default --steps-strategy, --runs-strategy or "
+                        f"--xla-opt-level, which only `run` takes): {hint}")
+            else:
+                hint = (f"its {len(ignored)} stored records are not in the current plan (v{suite.version}; they "
+                        f"are {', '.join(seen[:4])}{', ...' if len(seen) > 4 else ''}): pass the `--steps` they "
+                        f"were run with, or {hint}")
         raise CeloBenchError(f"no records of the current plan of suite '{suite.name}' in {results}: {hint}")
     stored = set(records["key"])
     missing = dict.fromkeys((j.optimizer.name for j in jobs), 0)  # the suite's order

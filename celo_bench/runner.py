@@ -9,10 +9,10 @@ from typing import Any
 
 from celo_bench import inputs, plan
 from celo_bench.defaults import DEFAULT_RESULTS, DEFAULT_SUITE
-from celo_bench.errors import CeloBenchError, DataMissingError
+from celo_bench.errors import DataMissingError
 from celo_bench.execute import EngineSettings, RunSummary, make_executor, run_jobs
 from celo_bench.store import Store, StoreScan
-from celo_bench.strategy import RUNS_CHOICES, STEPS_CHOICES, XLA_OPT_LEVELS
+from celo_bench.strategy import check_overrides
 from celo_bench.suite import Registry, load_registry
 
 
@@ -144,15 +144,8 @@ def run(
 
 def _check_engine_settings(settings: EngineSettings) -> None:
     """Reject a bad strategy name up front (not as one failed record per run)."""
-    for value, choices, flag in (
-        (settings.steps_strategy, STEPS_CHOICES, "--steps-strategy"),
-        (settings.runs_strategy, RUNS_CHOICES, "--runs-strategy"),
-        (settings.xla_opt_level, XLA_OPT_LEVELS, "--xla-opt-level"),
-    ):
-        if value is not None and value not in choices:
-            raise CeloBenchError(
-                f"{flag} must be one of {', '.join(map(str, choices))}, got '{value}'"
-            )
+    check_overrides({"steps": settings.steps_strategy, "runs": settings.runs_strategy,
+                     "xla_opt_level": settings.xla_opt_level})
 
 
 def _require_data(jobs: Sequence[plan.Job]) -> None:

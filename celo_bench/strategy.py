@@ -12,7 +12,7 @@ default, 2 at the time of writing).
 Defaults are per backend and model family, chosen by measurement on a 2-core CPU with
 jax 0.10. On a CPU every family uses ``split``: compile dominates the small tasks of the quick
 tier, and a job's scan re-compiled the task's backward pass for every optimizer (the
-quick tier's learned-optimizer training task: ~11 s per job, 372 s of the grid's 1,030 s of
+quick tier's learned-optimizer training task: 372 s of the grid's 1,030 s of
 compile). With ``split`` an Adam-family job compiles its update in 0.3-4 s and the task's
 gradient once, at the price of two calls per step from Python and no fusion of gradient and
 update (measured under load on ``quick_digits_lopt``, 4 optimizers x 21 runs: compile 160 -> 72 s, execution
@@ -42,6 +42,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from celo_bench.errors import CeloBenchError
 
 STEPS_CHOICES = ("scan", "loop", "split")
 RUNS_CHOICES = ("vmap", "sequential")
@@ -84,6 +86,22 @@ class Strategy:
         """How the run was executed, for its record's provenance."""
         return {"steps": self.steps, "runs": self.runs, "block_size": self.block_size,
                 "xla_opt_level": self.xla_opt_level}
+
+
+_OVERRIDE_FLAGS = (("steps", STEPS_CHOICES, "--steps-strategy"), ("runs", RUNS_CHOICES, "--runs-strategy"),
+                   ("xla_opt_level", XLA_OPT_LEVELS, "--xla-opt-level"))
+
+
+def check_overrides(override: Mapping[str, Any] | None) -> None:
+    """Reject a bad ``steps``/``runs``/``xla_opt_level`` override with the flag that sets it.
+
+    Raises:
+      CeloBenchError: e.g. ``--steps-strategy must be one of scan, loop, split, got 'x'``.
+    """
+    for key, choices, flag in _OVERRIDE_FLAGS:
+        value = (override or {}).get(key)
+        if value is not None and value not in choices:
+            raise CeloBenchError(f"{flag} must be one of {', '.join(map(str, choices))}, got '{value}'")
 
 
 def default_strategy(
@@ -132,5 +150,6 @@ __all__ = [
     "XLA_OPT_LEVELS",
     "Strategy",
     "backend_kind",
+    "check_overrides",
     "default_strategy",
 ]

@@ -69,10 +69,11 @@ def test_bootstrap_iqm_resamples_seeds_within_tasks():
     assert boot.shape == (50,) and np.allclose(boot, 2.5)
 
 
-def fake(suite, mats):
+def fake(suite, mats, suite_tasks=TASKS):
     rows = [{"optimizer": n, "final_loss_iqm_low": 0.0, "final_loss_iqm_high": 1.0} for n in mats]
     return SimpleNamespace(suite=suite, matrices={"final_loss": mats, "speedup": {}}, reps=50, seed=0,
-                           confidence=0.95, aggregate=pd.DataFrame(rows), device_kind="cpu")
+                           confidence=0.95, aggregate=pd.DataFrame(rows), device_kind="cpu",
+                           suite_tasks=tuple(suite_tasks))
 
 
 def test_suites_with_no_common_optimizer_are_a_clear_error():
@@ -117,3 +118,16 @@ def test_text_summary_names_suites_and_rows():
     c = compare(fake("quick", a), fake("fmnist", b), reps=50)
     out = text(c)
     assert "'quick' vs 'fmnist'" in out and "final loss" in out and "+0.333" in out
+
+
+def test_partial_coverage_and_few_optimizers_come_with_caveats():
+    """A suite scored on some of its tasks, or too few common optimizers, is said, not hidden."""
+    many = matrices([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    full = compare(fake("quick", many), fake("fmnist", many), reps=20)
+    assert full.caveats() == [] and full.coverage == {"quick": (4, 4), "fmnist": (4, 4)}
+    part = compare(fake("quick", many), fake("fmnist", many, suite_tasks=(*TASKS, "t5", "t6")), reps=20)
+    assert part.caveats() == ["'fmnist' has scores on 4 of its 6 tasks: its IQMs cover those tasks only"]
+    assert "caveat: 'fmnist' has scores on 4 of its 6 tasks" in text(part)
+    assert part.as_json()["coverage"]["fmnist"] == {"tasks_scored": 4, "tasks": 6}
+    few = compare(fake("quick", matrices([1.0, 2.0])), fake("fmnist", matrices([1.0, 2.0])), reps=20)
+    assert few.caveats() == ["only 2 common optimizers: an agreement over so few says little"]

@@ -148,6 +148,15 @@ def test_run_keys_follow_execution_choices():
     c = _keys(plan.expand(reg, suite, optimizers=["sgd"], backend="cpu",
                           strategy_overrides={"runs": "sequential"}), "sgd")
     assert len({tuple(a), tuple(b), tuple(c)}) == 3
+    # naming the default is no override: the stored runs stay found by status, score and report
+    same = _keys(plan.expand(reg, suite, optimizers=["sgd"], backend="cpu",
+                             strategy_overrides={"steps": "split", "runs": "vmap"}), "sgd")
+    assert same == a
+    conv = reg.suite("quick")
+    default = _keys(plan.expand(reg, conv, tasks=["quick_digits_conv"], optimizers=["sgd"], backend="cpu"), "sgd")
+    named = _keys(plan.expand(reg, conv, tasks=["quick_digits_conv"], optimizers=["sgd"], backend="cpu",
+                              strategy_overrides={"runs": "sequential"}), "sgd")
+    assert named == default  # convnets run their runs in sequence on a CPU by default
 
 
 def test_status_lists_what_did_not_run_with_reason_and_fix(tmp_path):

@@ -146,6 +146,7 @@ def tier_section(tiers: Sequence[tuple[Comparison, Path]], skipped: Sequence[str
                      f'<figure><img alt="tier agreement {escape(c.a)} vs {escape(c.b)}" src="{data_uri(png)}">'
                      f"<figcaption>IQM in {escape(c.a)} against IQM in {escape(c.b)} with 95% CIs"
                      "</figcaption></figure>")
+        parts += [f'<p class="notes">caveat: {escape(line)}</p>' for line in c.caveats()]
     parts += [f'<p class="notes">{_code(escape(line))}</p>' for line in skipped]
     return "\n".join(parts)
 

@@ -214,7 +214,8 @@ def tier_agreement(c: Comparison) -> Table:
     } for g in c.agreements])
     return Table(f"tier_agreement_{c.b}", f"Agreement of the IQM rankings of suites {c.a} and {c.b} over their "
                  f"common optimizers ({int(c.confidence * 100)}% bootstrap CIs resampling seeds within tasks, "
-                 f"{c.reps} repetitions).", SUMMARY_COLUMNS, summary_rows(c), data)
+                 f"{c.reps} repetitions)." + "".join(f" Caveat: {line}." for line in c.caveats()),
+                 SUMMARY_COLUMNS, summary_rows(c), data)
 
 
 def all_tables(res: Results, bench_dir: Path) -> list[Table]:
