@@ -205,6 +205,8 @@ def test_ctrl_c_says_how_many_runs_are_stored_and_how_to_resume(tmp_path):
         [sys.executable, "-m", "celo_bench.cli", "run", "--suite", "smoke", "--steps", "3000",
          "--results", str(tmp_path / "r"), "--no-report"],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        # a test run started in the background of a script inherits SIGINT ignored: undo that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     seen = ""
