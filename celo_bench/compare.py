@@ -240,8 +240,8 @@ def compare(a: Results, b: Results, *, reps: int | None = None, seed: int | None
 def _coverage(res: Results) -> tuple[int, int]:
     """(tasks with a final-loss score, tasks in the suite) of scored results."""
     scored = {t for m in res.matrices.get("final_loss", {}).values() for t in m.tasks}
-    total = len(res.suite_tasks) or len(scored)
-    return len(scored & set(res.suite_tasks)) if res.suite_tasks else len(scored), total
+    tasks = set(res.suite_tasks) or scored
+    return len(scored & tasks), len(tasks)
 
 
 def _ci(t: tuple[float, float, float]) -> str:

@@ -111,8 +111,9 @@ def expand(
     `backend` ("cpu", "gpu", "tpu"; default: :func:`celo_bench.strategy.backend_kind`) and
     `strategy_overrides` (``steps``, ``runs``, ``xla_opt_level``) decide each job's
     :class:`~celo_bench.strategy.Strategy`. The overrides that differ from the job's default
-    enter the run keys; the measured default of a device does not (it is part of the device, whose numbers differ anyway),
-    so results made on a GPU are scored on a laptop; each record says how it ran.
+    enter the run keys; the measured default of a device does not (it is part of the device,
+    whose numbers differ anyway), so results made on a GPU are scored on a laptop; each
+    record says how it ran.
 
     A job whose weights or data are missing here is still planned and carries the reason in
     ``Job.unavailable`` (weights) or ``Job.data_missing`` (data).

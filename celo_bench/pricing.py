@@ -51,9 +51,8 @@ the evaluation chunk and the final minibatch loss; with ``steps="split"`` also t
 gradient (:func:`shared_per_shape`)."""
 START_PER_TASK = 1
 """The program that draws every seed's initial parameters and data order, once per task."""
-ENGINE_PROGRAMS_PER_CHUNK = 4
-"""Programs the engine reports per chunk with ``scan``/``loop`` (its own two plus the two shared
-ones); see :func:`engine_programs_per_chunk`."""
+METADATA_BYTES = 2048
+"""Per-record metadata (config JSON, provenance, timings) in the store, roughly."""
 
 
 def shared_per_shape(strategy: str) -> int:
@@ -62,10 +61,9 @@ def shared_per_shape(strategy: str) -> int:
 
 
 def engine_programs_per_chunk(strategy: str) -> int:
-    """Programs the engine reports per chunk of a job run with strategy label `strategy`."""
+    """Programs the engine reports per chunk of a job run with strategy label `strategy`
+    (its own init and step or update, plus the shared ones: 4, or 5 with ``split``)."""
     return PROGRAMS_PER_CHUNK + shared_per_shape(strategy)
-METADATA_BYTES = 2048
-"""Per-record metadata (config JSON, provenance, timings) in the store, roughly."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ class Plan:
             sizes = {min(j.runs_per_program, j.runs), j.runs - (j.chunks - 1) * j.runs_per_program}
             got = {(vmap, s if vmap else 1) for s in sizes if s > 0}
             shapes.setdefault(j.task, set()).update(got)
-            if shared_per_shape(j.strategy) > SHARED_PER_SHAPE:
+            if j.strategy.startswith("split"):
                 split_shapes.setdefault(j.task, set()).update(got)
         return sum(START_PER_TASK + SHARED_PER_SHAPE * len(v) + len(split_shapes.get(t, ()))
                    for t, v in shapes.items())
@@ -398,7 +396,6 @@ def project(p: Plan, rates: Mapping[str, Mapping[str, Any]], *, skip_unavailable
 __all__ = [
     "BACKENDS",
     "METADATA_BYTES",
-    "ENGINE_PROGRAMS_PER_CHUNK",
     "engine_programs_per_chunk",
     "shared_per_shape",
     "PROGRAMS_PER_CHUNK",

@@ -337,7 +337,9 @@ def _run_blocks(
     f_eval = wrap(prog.eval_loss, (None, 0, 0, 0, None, None))
     f_last = wrap(prog.last_loss, (None, 0, 0, 0, 0))
     sched = prog.schedule()
-    i0 = jnp.asarray(0, jnp.int32)
+    # every step index as a device scalar, made once: no conversion per step in the loops below
+    idx = [jax.device_put(np.int32(i)) for i in range(max(prog.T, int(sched[:, 1].max())) + 1)]
+    i0 = idx[0]
     plain = {k: v for k, v in data.items() if k != META_KEY}  # what the shared programs read
 
     def compile_job(hp, st):
@@ -377,20 +379,21 @@ def _run_blocks(
         state, consts = ci(data, hp, st)
         evs, losses = [], []
         for step, chunk, trains in sched:
-            evs.append(ce(plain, consts.eval_key, state.params, state.model_state,
-                          jnp.asarray(step, jnp.int32), jnp.asarray(chunk, jnp.int32)))
+            evs.append(ce(plain, consts.eval_key, state.params, state.model_state, idx[step], idx[chunk]))
             row = []
             if trains and split:
                 cg, cu = cs
+                step_losses = []
                 for i in range(step, step + prog.every):
                     loss, grads, model_state = cg(plain, consts.order, consts.step_key, state.params,
-                                                  state.model_state, jnp.asarray(i, jnp.int32))
+                                                  state.model_state, idx[i])
                     params, opt_state = cu(data, consts.hparams, grads, state.opt_state, state.params, loss)
                     state = RunState(params, model_state, opt_state)
-                    row.append(loss[..., None])
+                    step_losses.append(loss)
+                row.append(jnp.stack(step_losses, axis=-1))  # one op per block, not one per step
             elif trains:
                 for i in range(step, step + prog.every, block):
-                    state, loss = cs(data, consts, state, jnp.asarray(i, jnp.int32))
+                    state, loss = cs(data, consts, state, idx[i])
                     row.append(loss)
             losses.append(row)
         last = jax.block_until_ready(cl(plain, consts.order, consts.step_key, state.params, state.model_state))
