@@ -8,7 +8,7 @@ it counts what a ``celo-bench run`` with the same options would do:
   runs do not fit in the device's memory budget (:mod:`celo_bench.engine.memory`); each
   chunk compiles :data:`PROGRAMS_PER_CHUNK` programs of its own (init, a block of steps),
   and each task adds :data:`START_PER_TASK` plus :data:`SHARED_PER_SHAPE` per distinct
-  chunk shape (evaluation, final loss), shared by its jobs;
+  chunk shape (evaluation, and the gradient or the final loss), shared by its jobs;
 - what the results folder already holds (:class:`~celo_bench.store.Store` statuses);
 - which datasets and learned-optimizer weights are present, and the command that fetches
   each missing one;
@@ -47,8 +47,8 @@ steps (a ``lax.scan`` over the steps between two evaluations with ``scan``; ``bl
 unrolled steps with ``loop``). See celo_bench.engine._train."""
 SHARED_PER_SHAPE = 2
 """Programs shared by every job of a task with the same runs per program (and vmap or not):
-the evaluation chunk and the final minibatch loss; with ``steps="split"`` also the task's
-gradient (:func:`shared_per_shape`)."""
+the evaluation chunk and, with ``scan``/``loop``, the final minibatch loss or, with
+``steps="split"``, the task's gradient (which also gives the final loss)."""
 START_PER_TASK = 1
 """The program that draws every seed's initial parameters and data order, once per task."""
 METADATA_BYTES = 2048
@@ -56,13 +56,13 @@ METADATA_BYTES = 2048
 
 
 def shared_per_shape(strategy: str) -> int:
-    """Shared programs per task and chunk shape for a strategy label (``split+vmap``: 3)."""
-    return SHARED_PER_SHAPE + (1 if strategy.startswith("split") else 0)
+    """Shared programs per task and chunk shape for a strategy label (2 for every strategy)."""
+    return SHARED_PER_SHAPE
 
 
 def engine_programs_per_chunk(strategy: str) -> int:
     """Programs the engine reports per chunk of a job run with strategy label `strategy`
-    (its own init and step or update, plus the shared ones: 4, or 5 with ``split``)."""
+    (its own init and step or update, plus the shared ones: 4)."""
     return PROGRAMS_PER_CHUNK + shared_per_shape(strategy)
 
 
@@ -133,20 +133,18 @@ class Plan:
         }
 
     def shared_programs(self) -> int:
-        """Programs shared by the jobs of a task: the start, and evaluation + final loss per
-        distinct chunk shape (runs per program, vmapped or not), plus the gradient per shape of
-        its ``split`` jobs."""
-        shapes: dict[str, set[tuple[bool, int]]] = {}
-        split_shapes: dict[str, set[tuple[bool, int]]] = {}  # the gradient program: split jobs only
+        """Programs shared by the jobs of a task: the start, and per distinct chunk shape (runs
+        per program, vmapped or not) the evaluation plus the gradient (``split`` jobs, whose
+        gradient program also gives the final loss) or the final loss (other jobs)."""
+        kinds: dict[str, dict[tuple[bool, int], set[str]]] = {}
         for j in self.jobs:
             vmap = "+vmap" in j.strategy
             sizes = {min(j.runs_per_program, j.runs), j.runs - (j.chunks - 1) * j.runs_per_program}
-            got = {(vmap, s if vmap else 1) for s in sizes if s > 0}
-            shapes.setdefault(j.task, set()).update(got)
-            if j.strategy.startswith("split"):
-                split_shapes.setdefault(j.task, set()).update(got)
-        return sum(START_PER_TASK + SHARED_PER_SHAPE * len(v) + len(split_shapes.get(t, ()))
-                   for t, v in shapes.items())
+            kind = "gradient" if j.strategy.startswith("split") else "final loss"
+            for s in sizes:
+                if s > 0:
+                    kinds.setdefault(j.task, {}).setdefault((vmap, s if vmap else 1), set()).add(kind)
+        return sum(START_PER_TASK + sum(1 + len(k) for k in shapes.values()) for shapes in kinds.values())
 
     def by_strategy(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -185,7 +185,8 @@ def test_split_jobs_of_a_task_share_one_gradient_program(task):
     second = run_job(task, lambda h: optax.sgd(h["learning_rate"]), hp, seeds, num_steps=T,
                      strategy=Strategy("split", "vmap"))
     assert len(grads) == 1 and [k for k in _train._SHARED if k[0] == "grad"] == grads
-    assert first.programs == second.programs == 5  # init, update, gradient, evaluation, final loss
+    assert first.programs == second.programs == 4  # init, update, gradient (also the final loss), evaluation
+    assert not [k for k in _train._SHARED if k[0] == "last"]
     assert np.all(np.isfinite(second.train_loss)) and not np.allclose(first.train_loss, second.train_loss)
 
 
@@ -204,5 +205,41 @@ def test_equal_chunks_compile_the_job_once(task, monkeypatch):
         cache.clear()
     monkeypatch.setattr(_train, "_timed_compile", counting)
     res = _job(task, [1e-2, 1e-3, 3e-3, 1e-2], [0, 1, 2, 3], strategy=Strategy("split", "vmap"), memory_budget=1)
-    assert res.programs == 4 * 5
-    assert len(calls) == 1 + 5  # the start program, then init, gradient, update, evaluation, final loss
+    assert res.programs == 4 * 4
+    assert len(calls) == 1 + 4  # the start program, then init, gradient, update, evaluation
+
+
+def test_learned_optimizers_that_differ_in_weights_only_share_their_programs(task, monkeypatch):
+    """Published Celo and the cpu-diet Celo are one program with two inputs: the second job
+    compiles nothing, and its curves are those of a job that compiled its own programs."""
+    import jax
+
+    from celo_bench import optimizers
+    from celo_bench.engine import _train
+    from celo_bench.optimizers.learned.celo import init_meta_params
+
+    spec = load_registry().optimizer("celo")
+    one, two = (optimizers.builder(spec, num_steps=T, meta_params=init_meta_params(jax.random.PRNGKey(k)))
+                for k in (0, 1))
+    spelled_out = optimizers.builder(replace(spec, defaults={"train_phase": 2}), num_steps=T,
+                                     meta_params=two.meta_params)
+    assert one.program_key == two.program_key == spelled_out.program_key  # the default spelled out
+    calls = []
+    real = _train._timed_compile
+
+    def counting(fn, *args, **kw):
+        calls.append(fn)
+        return real(fn, *args, **kw)
+
+    seeds = np.array([0, 1])
+    _train._SHARED.clear()
+    monkeypatch.setattr(_train, "_timed_compile", counting)
+    a = run_job(task, one, {}, seeds, num_steps=T, strategy=Strategy("split", "vmap"))
+    n = len(calls)
+    b = run_job(task, spelled_out, {}, seeds, num_steps=T, strategy=Strategy("split", "vmap"))
+    assert len(calls) == n and b.compile_seconds == 0.0
+    _train._SHARED.clear()
+    alone = run_job(task, two, {}, seeds, num_steps=T, strategy=Strategy("split", "vmap"))
+    assert len(calls) > n
+    np.testing.assert_array_equal(b.train_loss, alone.train_loss)
+    assert not np.allclose(a.train_loss, b.train_loss)  # the weights are inputs, not constants

@@ -91,9 +91,9 @@ def test_programs_follow_strategy_and_memory(reg, tmp_path):
     mlp_adam = jobs[("ImageMLP_FashionMnist_Relu128x128", "adam")]
     assert mlp_adam.strategy.startswith("split+vmap") and (mlp_adam.chunks, mlp_adam.programs) == (11, 22)
     assert jobs[("ImageMLP_FashionMnist_Relu128x128", "celo")].chunks == 2  # 3 runs, 2 per program
-    # Shared: conv (sequential) 1 start + 3 (evaluation, final loss, gradient); mlp (vmap, chunks of
-    # 2 and 1 runs) 1 + 3 x 2.
-    assert p.shared_programs() == 4 + 7
+    # Shared: conv (sequential) 1 start + 2 (evaluation, gradient, which also gives the final
+    # loss); mlp (vmap, chunks of 2 and 1 runs) 1 + 2 x 2.
+    assert p.shared_programs() == 3 + 5
     on_gpu = pricing.price(reg, "paper", tasks=list(sizes), optimizers=["adam"], results=tmp_path, backend="gpu",
                            memory_budget=10**6, sizes=sizes)
     assert [j.programs for j in on_gpu.jobs] == [2, 2]

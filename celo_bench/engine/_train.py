@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -76,8 +77,9 @@ class JobResult:
     """Curves of every run of a job, in input order.
 
     Shapes: ``train_loss (R, T + 1)``; ``eval_steps (E,)`` with ``E = T / eval_every + 1``;
-    ``eval_loss[split] (R, E)``. ``programs`` counts the programs each chunk runs (4 with
-    ``scan``/``loop``, 5 with ``split``), shared or reused ones included: chunks of one size
+    ``eval_loss[split] (R, E)``. ``programs`` counts the programs each chunk runs (4: init,
+    steps or update, evaluation, and the final loss or, with ``split``, the gradient), shared
+    or reused ones included: chunks of one size
     compile the job's own programs once.
     """
 
@@ -281,26 +283,54 @@ def _starts(prog: _Program, seeds: np.ndarray) -> tuple[RunStart, float]:
     return jax.tree_util.tree_map(lambda a: a[inverse], cached), compile_s
 
 
+def _optimizer_identity(make_optimizer: OptimizerBuilder, hparams: Any, meta: Any) -> tuple | None:
+    """What fixes a job's own programs besides the task: the optimizer's ``program_key`` (see
+    :func:`celo_bench.optimizers.builder`), its hyper-parameters' names and shapes and its
+    meta-parameters' structure and shapes (their values are program inputs). Learned
+    optimizers' jobs with equal identities (published Celo and the cpu-diet Celo) run one
+    compiled program, which the process keeps. None (a hand-crafted optimizer, whose programs
+    compile fast and are seldom met again, or a builder without a key): compiled per job."""
+    key = getattr(make_optimizer, "program_key", None)
+    if key is None or meta is None:
+        return None
+    hp = tuple((k, np.shape(v), str(np.asarray(v).dtype)) for k, v in sorted(hparams.items()))
+    leaves, treedef = jax.tree_util.tree_flatten(meta)
+    return (key, hp, treedef, tuple((np.shape(x), str(np.asarray(x).dtype)) for x in leaves))
+
+
 def _take(tree: Any, r: int) -> Any:
     return jax.tree_util.tree_map(lambda a: a[r], tree)
 
 
 _SHARED_LOCK = threading.Lock()
-_SHARED: dict[tuple, Any] = {}
+_SHARED: OrderedDict[tuple, Any] = OrderedDict()
+_BUILDING: dict[tuple, threading.Lock] = {}
+SHARED_PROGRAMS_KEPT = 512
+"""Compiled programs kept for reuse by later jobs of the process (least recently used go)."""
 
 
 def _shared(key: tuple, build: Callable[[], tuple[Any, float]]) -> tuple[Any, float]:
-    """A compiled program shared by every job of a task, compiled by the first that needs it.
+    """A compiled program shared by every job that needs it, compiled by the first one.
 
-    Returns the program and the compile seconds charged to this call (0 when it existed).
+    Different keys compile concurrently (the local executor runs two jobs at once on a CPU);
+    a job that needs a program another job is compiling waits for it. Returns the program and
+    the compile seconds charged to this call (0 when it existed).
     """
     with _SHARED_LOCK:
         if key in _SHARED:
+            _SHARED.move_to_end(key)
             return _SHARED[key], 0.0
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:
+        with _SHARED_LOCK:
+            if key in _SHARED:
+                return _SHARED[key], 0.0
         compiled, seconds = build()
-        if len(_SHARED) > 256:
-            _SHARED.clear()
-        _SHARED[key] = compiled
+        with _SHARED_LOCK:
+            _SHARED[key] = compiled
+            while len(_SHARED) > SHARED_PROGRAMS_KEPT:
+                _SHARED.popitem(last=False)
+            _BUILDING.pop(key, None)
         return compiled, seconds
 
 
@@ -352,20 +382,32 @@ def _run_blocks(
         return programs, seconds
 
     def _compile_job(hp, st):
-        ci, a = _timed_compile(f_init, data, hp, st, opt_level=opt_level)
-        state0, consts0 = ci(data, hp, st)
         ident = (id(prog.task), prog.T, vmap, R if vmap else 1, opt_level)
+        own = _optimizer_identity(prog.make_optimizer, hp, data.get(META_KEY))
+
+        def job_own(kind: str, build):  # shared with every job of an identical optimizer program
+            return build() if own is None else _shared((kind, *ident, *own), build)
+
+        ci, a = job_own("init", lambda: _timed_compile(f_init, data, hp, st, opt_level=opt_level))
+        state0, consts0 = ci(data, hp, st)
         if split:
-            cg, b1 = _shared(("grad", *ident), lambda: _timed_compile(
-                f_grad, plain, consts0.order, consts0.step_key, state0.params, state0.model_state, i0,
+            def build_grad():
+                compiled, seconds = _timed_compile(
+                    f_grad, plain, consts0.order, consts0.step_key, state0.params, state0.model_state, i0,
+                    opt_level=opt_level)
+                out = jax.eval_shape(f_grad, plain, consts0.order, consts0.step_key, state0.params,
+                                     state0.model_state, i0)
+                return (compiled, out), seconds
+
+            (cg, (loss0, grads0, _)), b1 = _shared(("grad", *ident), build_grad)
+            cu, b2 = job_own("update", lambda: _timed_compile(
+                f_update, data, consts0.hparams, grads0, state0.opt_state, state0.params, loss0,
                 opt_level=opt_level))
-            loss0, grads0, _ = jax.eval_shape(f_grad, plain, consts0.order, consts0.step_key, state0.params,
-                                              state0.model_state, i0)
-            cu, b2 = _timed_compile(f_update, data, consts0.hparams, grads0, state0.opt_state, state0.params,
-                                    loss0, opt_level=opt_level)
-            cs, b = (cg, cu), b1 + b2
-        else:
-            cs, b = _timed_compile(f_steps, data, consts0, state0, i0, opt_level=opt_level)
+            ce, c = _shared(("eval", *ident), lambda: _timed_compile(
+                f_eval, plain, consts0.eval_key, state0.params, state0.model_state, i0, i0,
+                opt_level=opt_level))
+            return (ci, (cg, cu), ce, None), a + b1 + b2 + c
+        cs, b = job_own("steps", lambda: _timed_compile(f_steps, data, consts0, state0, i0, opt_level=opt_level))
         ce, c = _shared(("eval", *ident), lambda: _timed_compile(
             f_eval, plain, consts0.eval_key, state0.params, state0.model_state, i0, i0, opt_level=opt_level))
         cl, d = _shared(("last", *ident), lambda: _timed_compile(
@@ -396,14 +438,18 @@ def _run_blocks(
                     state, loss = cs(data, consts, state, idx[i])
                     row.append(loss)
             losses.append(row)
-        last = jax.block_until_ready(cl(plain, consts.order, consts.step_key, state.params, state.model_state))
+        if split:  # the loss of step T from the shared gradient program: no program of its own
+            last = cs[0](plain, consts.order, consts.step_key, state.params, state.model_state, idx[prog.T])[0]
+        else:
+            last = cl(plain, consts.order, consts.step_key, state.params, state.model_state)
+        last = jax.block_until_ready(last)
         ax = 1 if vmap else 0
         ev = np.stack([np.asarray(e) for e in evs], axis=ax)
         tr = np.stack([np.concatenate([np.asarray(x) for x in r], axis=-1) if r else
                        np.zeros(np.shape(last) + (prog.every,), np.float32) for r in losses], axis=ax)
         return (ev, tr, np.asarray(last)), time.perf_counter() - t0
 
-    n_programs = 5 if split else 4  # init + steps (or gradient + update) + evaluation + final loss
+    n_programs = 4  # init + steps + evaluation + final loss, or init + gradient + update + evaluation
     if vmap:
         compiled, c = compile_job(hparams, starts)
         raw, r = run_one(hparams, starts, compiled)

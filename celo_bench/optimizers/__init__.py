@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ import optax
 from celo_bench.errors import CeloBenchError
 from celo_bench.optimizers import extra, handcrafted  # noqa: F401  (registers factories)
 from celo_bench.optimizers._registry import FACTORIES, FactoryEntry, factory, register
-from celo_bench.suite import OptimizerSpec, load_registry
+from celo_bench.suite import OptimizerSpec, canonical_json, load_registry
 
 
 def _load_learned() -> None:
@@ -38,6 +39,26 @@ def _check_hparams(spec: OptimizerSpec, hparams: Mapping[str, Any]) -> None:
                 f"hyper-parameter '{name}' is not accepted by optimizer '{spec.name}'; "
                 f"accepted: {', '.join(accepted)}"
             )
+
+
+def _bound_defaults(fn: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`defaults` completed with `fn`'s own keyword defaults: a spec that spells out a default
+    (``train_phase: 2``) builds the same optimizer as one that leaves it out."""
+    own = {k: p.default for k, p in inspect.signature(fn).parameters.items()
+           if p.default is not inspect.Parameter.empty}
+    return {**own, **defaults}
+
+
+def _program_key(spec: OptimizerSpec, entry: FactoryEntry, defaults: Mapping[str, Any],
+                 num_steps: int) -> tuple | None:
+    """What fixes the programs a builder traces, its hyper-parameters' and meta-parameters'
+    values aside (they are inputs): the factory and its fixed arguments. None when those do
+    not serialise (nothing is then shared)."""
+    try:
+        fixed = canonical_json(_bound_defaults(entry.fn, defaults))
+    except (TypeError, ValueError):
+        return None
+    return (spec.factory, id(entry.fn), fixed, num_steps)
 
 
 def builder(
@@ -74,6 +95,8 @@ def builder(
         return opt
 
     make.meta_params = meta_params if entry.learned else None  # type: ignore[attr-defined]
+    # the engine compiles one program for every learned optimizer's builder with this key
+    make.program_key = _program_key(spec, entry, defaults, num_steps)  # type: ignore[attr-defined]
     return make
 
 

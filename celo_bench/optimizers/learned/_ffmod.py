@@ -18,6 +18,8 @@ written for XLA on CPU while keeping the reference's numbers (golden tests pass 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,6 +77,7 @@ def _mean_sq_scaled(x2: jax.Array, a: jax.Array, b: jax.Array, d0: int, d1: int)
     return jnp.sum(partial * rest, axis=tuple(range(1, nd + 1))) / np.prod(x2.shape[1:])
 
 
+@functools.partial(jax.jit, static_argnames=("exp_mult", "step_mult", "adafac"))
 def ff_step(
     mlp: dict,
     p: jax.Array,
