@@ -201,7 +201,7 @@ def test_equal_chunks_compile_the_job_once(task, monkeypatch):
         calls.append(fn)
         return real(fn, *args, **kw)
 
-    for cache in (_train._SHARED, _train._START_FNS, _train._START_CACHE):
+    for cache in (_train._SHARED, _train._START_CACHE):
         cache.clear()
     monkeypatch.setattr(_train, "_timed_compile", counting)
     res = _job(task, [1e-2, 1e-3, 3e-3, 1e-2], [0, 1, 2, 3], strategy=Strategy("split", "vmap"), memory_budget=1)

@@ -253,55 +253,6 @@ def _timed_compile(fn, *args, opt_level: int | None = None):
     return compiled, time.perf_counter() - t0
 
 
-_START_LOCK = threading.Lock()
-_START_FNS: dict[tuple[int, int, int], Callable] = {}
-_START_CACHE: dict[tuple[int, int, tuple[int, ...]], RunStart] = {}
-
-
-def _starts(prog: _Program, seeds: np.ndarray) -> tuple[RunStart, float]:
-    """Every run's :class:`RunStart` (leading axis ``R``) and the seconds spent compiling.
-
-    Computed once per distinct seed by one program per (task, horizon), shared by every job
-    of the task: the grid's jobs differ in optimizer and hyper-parameters, not in what a seed
-    fixes. Results stay on the host and are cached for the process.
-    """
-    uniq, inverse = np.unique(seeds, return_inverse=True)
-    ident = (id(prog.task), prog.T)
-    compile_s = 0.0
-    with _START_LOCK:
-        cached = _START_CACHE.get((*ident, tuple(int(u) for u in uniq)))
-        if cached is None:
-            fn = _START_FNS.get((*ident, len(uniq)))
-            args = jnp.asarray(uniq, dtype=jnp.uint32)
-            if fn is None:
-                fn, compile_s = _timed_compile(jax.vmap(prog.start), args)
-                _START_FNS[(*ident, len(uniq))] = fn
-            cached = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(fn(args)))
-            if len(_START_CACHE) > 64:
-                _START_CACHE.clear()
-            _START_CACHE[(*ident, tuple(int(u) for u in uniq))] = cached
-    return jax.tree_util.tree_map(lambda a: a[inverse], cached), compile_s
-
-
-def _optimizer_identity(make_optimizer: OptimizerBuilder, hparams: Any, meta: Any) -> tuple | None:
-    """What fixes a job's own programs besides the task: the optimizer's ``program_key`` (see
-    :func:`celo_bench.optimizers.builder`), its hyper-parameters' names and shapes and its
-    meta-parameters' structure and shapes (their values are program inputs). Learned
-    optimizers' jobs with equal identities (published Celo and the cpu-diet Celo) run one
-    compiled program, which the process keeps. None (a hand-crafted optimizer, whose programs
-    compile fast and are seldom met again, or a builder without a key): compiled per job."""
-    key = getattr(make_optimizer, "program_key", None)
-    if key is None or meta is None:
-        return None
-    hp = tuple((k, np.shape(v), str(np.asarray(v).dtype)) for k, v in sorted(hparams.items()))
-    leaves, treedef = jax.tree_util.tree_flatten(meta)
-    return (key, hp, treedef, tuple((np.shape(x), str(np.asarray(x).dtype)) for x in leaves))
-
-
-def _take(tree: Any, r: int) -> Any:
-    return jax.tree_util.tree_map(lambda a: a[r], tree)
-
-
 _SHARED_LOCK = threading.Lock()
 _SHARED: OrderedDict[tuple, Any] = OrderedDict()
 _BUILDING: dict[tuple, threading.Lock] = {}
@@ -334,6 +285,53 @@ def _shared(key: tuple, build: Callable[[], tuple[Any, float]]) -> tuple[Any, fl
         return compiled, seconds
 
 
+_START_LOCK = threading.Lock()
+_START_CACHE: dict[tuple[int, int, tuple[int, ...]], RunStart] = {}
+
+
+def _starts(prog: _Program, seeds: np.ndarray) -> tuple[RunStart, float]:
+    """Every run's :class:`RunStart` (leading axis ``R``) and the seconds spent compiling.
+
+    Computed once per distinct seed by one program per (task, horizon), shared by every job
+    of the task: the grid's jobs differ in optimizer and hyper-parameters, not in what a seed
+    fixes. Results stay on the host and are cached for the process.
+    """
+    uniq, inverse = np.unique(seeds, return_inverse=True)
+    ident = (id(prog.task), prog.T)
+    cache_key = (*ident, tuple(int(u) for u in uniq))
+    compile_s = 0.0
+    with _START_LOCK:
+        cached = _START_CACHE.get(cache_key)
+    if cached is None:
+        args = jnp.asarray(uniq, dtype=jnp.uint32)
+        fn, compile_s = _shared(("start", *ident, len(uniq)), lambda: _timed_compile(jax.vmap(prog.start), args))
+        cached = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(fn(args)))
+        with _START_LOCK:
+            if len(_START_CACHE) > 64:
+                _START_CACHE.clear()
+            _START_CACHE[cache_key] = cached
+    return jax.tree_util.tree_map(lambda a: a[inverse], cached), compile_s
+
+
+def _take(tree: Any, r: int) -> Any:
+    return jax.tree_util.tree_map(lambda a: a[r], tree)
+
+
+def _optimizer_identity(make_optimizer: OptimizerBuilder, hparams: Any, meta: Any) -> tuple | None:
+    """What fixes a job's own programs besides the task: the optimizer's ``program_key`` (see
+    :func:`celo_bench.optimizers.builder`), its hyper-parameters' names and shapes and its
+    meta-parameters' structure and shapes (their values are program inputs). Learned
+    optimizers' jobs with equal identities (published Celo and the cpu-diet Celo) run one
+    compiled program, which the process keeps. None (a hand-crafted optimizer, whose programs
+    compile fast and are seldom met again, or a builder without a key): compiled per job."""
+    key = getattr(make_optimizer, "program_key", None)
+    if key is None or meta is None:
+        return None
+    hp = tuple((k, np.shape(v), str(np.asarray(v).dtype)) for k, v in sorted(hparams.items()))
+    leaves, treedef = jax.tree_util.tree_flatten(meta)
+    return (key, hp, treedef, tuple((np.shape(x), str(np.asarray(x).dtype)) for x in leaves))
+
+
 def _run_blocks(
     prog: _Program, data, hparams, starts: RunStart, vmap: bool, block: int, unroll: bool,
     opt_level: int | None, split: bool = False, job_programs: dict | None = None,
@@ -347,10 +345,12 @@ def _run_blocks(
     compile of a job (which dominated the quick tier) is then its update rule, not the model
     evaluated three ways. With `split` the training step itself is two programs called from
     Python each step: the task's gradient (shared by every job of the task, like the
-    evaluation) and the optimizer's update (the job's own), so a job compiles only its
-    update rule and init. With ``vmap`` every program is batched over the runs; otherwise
-    one single-run copy of each is reused run after run. `job_programs` (one dict per job)
-    keeps the job's own compiled programs by chunk size, so equal chunks compile once.
+    evaluation; it also gives the final minibatch loss) and the optimizer's update (the job's
+    own), so a job compiles only its update rule and init. A learned optimizer's programs are
+    shared too, by the jobs whose optimizers differ in weights only
+    (:func:`_optimizer_identity`). With ``vmap`` every program is batched over the runs;
+    otherwise one single-run copy of each is reused run after run. `job_programs` (one dict
+    per job) keeps the job's own compiled programs by chunk size, so equal chunks compile once.
 
     Returns ``(train (R, T+1), evals (R, E, splits), compile s, run s, programs)``.
     """
