@@ -179,22 +179,6 @@ def expand(
     return jobs
 
 
-def execution_order(jobs: Iterable[Job]) -> list[Job]:
-    """`jobs` in the order an executor should start them (the grid's results do not depend on it).
-
-    Each task's learned optimizers come first (their update rules take the longest to
-    compile, so the last jobs of a grid are short ones and concurrent workers finish
-    together), and tasks take turns: job 1 of every task, then job 2 of every task, and so
-    on. Two workers then start on different tasks and compile their shared programs side by
-    side instead of one waiting for the other at every task's first job.
-    """
-    by_task: dict[str, list[Job]] = {}
-    for job in jobs:
-        by_task.setdefault(job.task.name, []).append(job)
-    queues = [sorted(q, key=lambda j: j.optimizer.kind != "learned") for q in by_task.values()]
-    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
-
-
 def missing(jobs: Iterable[Job], done: set[str]) -> list[Job]:
     """Jobs reduced to the runs whose keys are not in `done`; empty jobs dropped."""
     out = []

@@ -132,7 +132,7 @@ def run(
     todo = [replace(j, provenance={**j.provenance, **config.provenance[j.optimizer.name]})
             if j.optimizer.name in config.provenance else j for j in grid.todo]
     _require_data(todo)
-    todo = plan.execution_order(j for j in todo if j.optimizer.name not in grid.not_run)
+    todo = [j for j in todo if j.optimizer.name not in grid.not_run]
     if on_plan:
         on_plan(todo)
     summary = run_jobs(todo, store, executor, skipped=grid.stored, on_job=on_job, on_wait=on_wait)

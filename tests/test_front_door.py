@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import signal
@@ -300,3 +301,32 @@ def test_every_shipped_checkpoint_sits_beside_its_notice_or_card():
         sha = hashlib.sha256((folder / "theta.state").read_bytes()).hexdigest()
         texts = [(folder / n).read_text() for n in ("NOTICE.md", "card.md") if (folder / n).is_file()]
         assert texts and any(sha in t for t in texts), folder.name
+
+
+def test_eta_weighs_the_jobs_left_by_the_cost_of_their_kind():
+    """Learned optimizers run first and compile longest: the ETA must not project their pace
+    onto the cheap jobs left, as a runs-based ETA did (1 h 34 m shown for a 10-minute grid)."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from celo_bench.cli._progress import GridProgress
+
+    def job(kind, runs):
+        return SimpleNamespace(optimizer=SimpleNamespace(kind=kind), runs=[0] * runs, name="t x o")
+
+    def record(compile_s, run_s):
+        return {"compile_seconds": compile_s, "run_seconds": run_s, "status": "ok"}
+
+    learned = [job("learned", 3) for _ in range(2)]
+    cheap = [job("handcrafted", 21) for _ in range(8)]
+    p = GridProgress(Console(file=io.StringIO()), quiet=True)
+    p.start(learned + cheap)
+    for j in learned:
+        p.job_done(j, [record(9.0, 1.0)] * 3)
+    # no cheap job finished yet: each is expected to cost what the finished ones did (10 s)
+    assert p.eta(20.0) == pytest.approx(20.0 * 8 * 10.0 / 20.0)
+    p.job_done(cheap[0], [record(1.0, 1.0)] * 21)
+    # now the 7 cheap jobs left cost 2 s each: 20 s of the 22 s done took 22 s of wall time
+    assert p.eta(22.0) == pytest.approx(22.0 * 7 * 2.0 / 22.0)
+    assert p.runs_done == 6 + 21

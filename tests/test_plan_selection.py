@@ -145,19 +145,3 @@ def test_an_unreadable_record_is_named_and_never_scored(reg, tmp_path):
     res = score_results(tmp_path, "smoke", registry=reg, reps=20)
     assert any(n.startswith(f"skipped unreadable record {victim}: empty file") for n in res.notes)
     assert res.missing == {"sgd": 1} and len(res.runs) == 23
-
-
-def test_execution_order_alternates_tasks_and_starts_with_learned_optimizers(reg):
-    """Concurrent workers start on different tasks; each task's learned optimizers go first."""
-    from celo_bench.plan import execution_order
-
-    suite = reg.suite("quick")
-    tasks = list(suite.tasks)[:3]
-    jobs = expand(reg, suite, tasks=tasks, optimizers=["adam", "celo", "sgd", "celo_adam"])
-    order = execution_order(jobs)
-    assert sorted(j.name for j in order) == sorted(j.name for j in jobs)  # the same jobs, each once
-    assert [j.task.name for j in order[:3]] == tasks  # job 1 of every task, then job 2, ...
-    for t in tasks:
-        mine = [j.optimizer.name for j in order if j.task.name == t]
-        assert mine == ["celo", "celo_adam", "adam", "sgd"]  # learned first, otherwise as planned
-    assert execution_order([]) == []

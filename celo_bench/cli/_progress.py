@@ -34,6 +34,8 @@ class GridProgress:
         self.console, self.quiet = console, quiet
         self.grid: GridPlan | None = None
         self.jobs_total = self.runs_total = self.jobs_done = self.runs_done = 0
+        self.left: dict[bool, int] = {}  # jobs still to finish, by kind (learned or not)
+        self.cost: dict[bool, list[float]] = {}  # compile + run seconds of finished jobs, by kind
         self.t0 = time.perf_counter()
         self.live = console.is_terminal and not quiet
         self.bar: Progress | None = None
@@ -45,6 +47,8 @@ class GridProgress:
     def start(self, todo: Sequence) -> None:
         self.jobs_total = len(todo)
         self.runs_total = sum(len(j.runs) for j in todo)
+        self.left = {kind: sum(_kind(j) == kind for j in todo) for kind in (True, False)}
+        self.cost = {True: [], False: []}
         self.t0 = time.perf_counter()
         if self.quiet:
             return
@@ -65,13 +69,13 @@ class GridProgress:
     def job_done(self, job, records) -> None:
         self.jobs_done += 1
         self.runs_done += len(records)
+        rec = records[0] if records else None
+        self._count(job, rec)
         if self.quiet:
             return
         elapsed = time.perf_counter() - self.t0
-        left = self.runs_total - self.runs_done
-        eta = elapsed / self.runs_done * left if self.runs_done else 0.0
+        eta = self.eta(elapsed)
         bad = sum(r["status"] != "ok" for r in records)
-        rec = records[0] if records else None
         timing = (f", compile {rec['compile_seconds'] or 0:.1f}s + run {rec['run_seconds'] or 0:.1f}s"
                   if rec is not None and rec["status"] != "failed" else "")
         note = f", {bad} not ok" if bad else ""
@@ -82,6 +86,26 @@ class GridProgress:
             self.bar.console.print(escape(line), highlight=False)
         else:
             self.console.print(escape(line), highlight=False, soft_wrap=True)
+
+    def _count(self, job, rec) -> None:
+        kind = _kind(job)
+        self.left[kind] = max(0, self.left.get(kind, 0) - 1)
+        seconds = 0.0 if rec is None else float(rec["compile_seconds"] or 0.0) + float(rec["run_seconds"] or 0.0)
+        self.cost.setdefault(kind, []).append(seconds)
+
+    def eta(self, elapsed: float) -> float:
+        """Seconds left: `elapsed` times the expected cost of the jobs left over the cost of those
+        done. A job's cost is its compile + run seconds; a job left is expected to cost the mean
+        of the finished jobs of its kind (learned optimizers compile far longer than the others
+        and run first), or of all finished jobs while none of its kind has finished."""
+        done = [c for costs in self.cost.values() for c in costs]
+        if not done or sum(done) <= 0:
+            left = self.runs_total - self.runs_done
+            return elapsed / self.runs_done * left if self.runs_done else 0.0
+        mean_all = sum(done) / len(done)
+        expected = sum(n * (sum(self.cost[k]) / len(self.cost[k]) if self.cost.get(k) else mean_all)
+                       for k, n in self.left.items())
+        return elapsed * expected / sum(done)
 
     def waiting(self, job) -> None:
         if not self.quiet:
@@ -101,6 +125,11 @@ class GridProgress:
                          "from this session); re-run the same command to resume\n")
         sys.stderr.flush()
         os._exit(130)  # jobs in flight are abandoned; their records were never half-written
+
+
+def _kind(job) -> bool:
+    """True for a learned optimizer's job (the ETA keeps their costs apart)."""
+    return getattr(getattr(job, "optimizer", None), "kind", None) == "learned"
 
 
 def print_not_run(groups: Sequence[tuple[str, str, Sequence[str]]], console: Console | None = None) -> None:
