@@ -214,9 +214,11 @@ def _sidecar(p: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncate, _random, _empty, _other_key, _misplaced, _sidecar],
                          ids=lambda f: f.__name__.strip("_"))
-def test_an_unreadable_file_is_listed_counted_missing_quarantined_and_rewritten(tmp_path, damage):
-    jobs = grid(2)
+@pytest.mark.parametrize("n_jobs", [2, 25], ids=["6-records", "75-records-read-in-threads"])
+def test_an_unreadable_file_is_listed_counted_missing_quarantined_and_rewritten(tmp_path, damage, n_jobs):
+    jobs = grid(n_jobs)
     st = fill(tmp_path, jobs)
+    assert (3 * n_jobs >= store_mod.THREADED_READ_MIN) == (n_jobs == 25)  # one case each way
     key = jobs[0].runs[1].key
     target = st.path("task0", "opt0", key)
     damage(target)
@@ -231,7 +233,7 @@ def test_an_unreadable_file_is_listed_counted_missing_quarantined_and_rewritten(
     lines = scan.lines()
     assert len(lines) == 1 and "\n" not in lines[0] and str(next(iter(bad))) in lines[0]
     counted_missing = damage not in (_misplaced, _sidecar)
-    assert (key not in statuses) == counted_missing and len(frame) == 6 - counted_missing
+    assert (key not in statuses) == counted_missing and len(frame) == 3 * n_jobs - counted_missing
     assert frame["key"].is_unique
     if counted_missing:
         assert [j.runs for j in missing(jobs, st)] == [(jobs[0].runs[1],)]
