@@ -84,3 +84,23 @@ def test_map_leaves_traces_once_per_distinct_shape_and_keeps_order():
     with _grouping.disabled():
         _grouping.map_leaves(fn, per_leaf)
     assert len(calls) == len(per_leaf)
+
+
+@pytest.mark.parametrize("name, module", [("celo", "celo"), ("adafac_mlp_lopt", "adafac_mlp")])
+def test_the_jitted_per_tensor_mlp_changes_no_number(name, module, monkeypatch):
+    """The per-tensor MLP is a jitted function (traced once per leaf shape, inlined by XLA): a
+    20-step trajectory is bit-identical to the one traced from the plain function."""
+    import importlib
+
+    from celo_bench.optimizers.learned import _ffmod
+
+    module = importlib.import_module(f"celo_bench.optimizers.learned.{module}")
+    assert module.ff_step is _ffmod.ff_step and hasattr(_ffmod.ff_step, "__wrapped__")
+    f = factory(name)
+    opt = f.fn(f.init_meta_params(jax.random.PRNGKey(2)), num_steps=STEPS)
+    jitted = _trajectory(opt, True)
+    monkeypatch.setattr(module, "ff_step", _ffmod.ff_step.__wrapped__)
+    plain = _trajectory(f.fn(f.init_meta_params(jax.random.PRNGKey(2)), num_steps=STEPS), True)
+    for a, b in zip(jax.tree_util.tree_leaves(jitted), jax.tree_util.tree_leaves(plain), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert all(np.abs(np.asarray(u)).max() > 0 for u in jax.tree_util.tree_leaves(jitted[0]))
