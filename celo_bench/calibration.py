@@ -30,7 +30,7 @@ from celo_bench.data import dataset_info
 from celo_bench.data.synthetic import synthetic_name
 from celo_bench.engine import memory, run_job
 from celo_bench.errors import CeloBenchError, CheckpointError
-from celo_bench.pricing import Plan, TaskSize, engine_programs_per_chunk, project
+from celo_bench.pricing import ENGINE_PROGRAMS_PER_CHUNK, Plan, TaskSize, project
 from celo_bench.strategy import default_strategy
 from celo_bench.suite import OptimizerSpec, Registry, TaskSpec
 
@@ -173,17 +173,17 @@ def probe_job(
     return Probe(
         task=spec.name, family=spec.family, optimizer=job.optimizer.name, runs=R,
         num_steps=job.num_steps, strategy=res.strategy, programs=res.programs,
-        runs_per_program=_runs_per_program(R, res.programs, res.strategy), compile_s=res.compile_seconds, run_s=res.run_seconds,
+        runs_per_program=_runs_per_program(R, res.programs), compile_s=res.compile_seconds, run_s=res.run_seconds,
         peak_bytes=peak.peak, weights=weights,
     )
 
 
-def _chunks(programs: int, strategy: str) -> int:
-    return max(1, programs // engine_programs_per_chunk(strategy))
+def _chunks(programs: int) -> int:
+    return max(1, programs // ENGINE_PROGRAMS_PER_CHUNK)
 
 
-def _runs_per_program(R: int, programs: int, strategy: str) -> int:
-    return -(-R // _chunks(programs, strategy))
+def _runs_per_program(R: int, programs: int) -> int:
+    return -(-R // _chunks(programs))
 
 
 def _proxy(spec: TaskSpec, size: TaskSize | None) -> float:
@@ -243,7 +243,7 @@ def calibrate(
             if on_probe:
                 on_probe(pr)
             kind = "learned" if job.optimizer.kind == "learned" else "handcrafted"
-            rates[kind] = {"compile_s": pr.compile_s / _chunks(pr.programs, pr.strategy), "run_step_s": pr.run_step_s}
+            rates[kind] = {"compile_s": pr.compile_s / _chunks(pr.programs), "run_step_s": pr.run_step_s}
         if "handcrafted" not in rates or "learned" not in rates:
             raise CeloBenchError(f"the calibration needs both adam and celo in the registry (task {task})")
         family_rates[family] = rates
@@ -269,7 +269,7 @@ def rates_for(probes: Sequence[Probe], kinds: Mapping[str, str]) -> dict[str, di
 
     `kinds` maps optimizer name -> ``handcrafted`` | ``learned``.
     """
-    return {kinds[pr.optimizer]: {"compile_s": pr.compile_s / _chunks(pr.programs, pr.strategy), "run_step_s": pr.run_step_s}
+    return {kinds[pr.optimizer]: {"compile_s": pr.compile_s / _chunks(pr.programs), "run_step_s": pr.run_step_s}
             for pr in probes}
 
 

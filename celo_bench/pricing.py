@@ -49,21 +49,13 @@ SHARED_PER_SHAPE = 2
 """Programs shared by every job of a task with the same runs per program (and vmap or not):
 the evaluation chunk and, with ``scan``/``loop``, the final minibatch loss or, with
 ``steps="split"``, the task's gradient (which also gives the final loss)."""
+ENGINE_PROGRAMS_PER_CHUNK = PROGRAMS_PER_CHUNK + SHARED_PER_SHAPE
+"""Programs the engine reports per chunk of a job, whatever its strategy: its own two plus the
+two shared ones (4)."""
 START_PER_TASK = 1
 """The program that draws every seed's initial parameters and data order, once per task."""
 METADATA_BYTES = 2048
 """Per-record metadata (config JSON, provenance, timings) in the store, roughly."""
-
-
-def shared_per_shape(strategy: str) -> int:
-    """Shared programs per task and chunk shape for a strategy label (2 for every strategy)."""
-    return SHARED_PER_SHAPE
-
-
-def engine_programs_per_chunk(strategy: str) -> int:
-    """Programs the engine reports per chunk of a job run with strategy label `strategy`
-    (its own init and step or update, plus the shared ones: 4)."""
-    return PROGRAMS_PER_CHUNK + shared_per_shape(strategy)
 
 
 @dataclass(frozen=True)
@@ -394,8 +386,7 @@ def project(p: Plan, rates: Mapping[str, Mapping[str, Any]], *, skip_unavailable
 __all__ = [
     "BACKENDS",
     "METADATA_BYTES",
-    "engine_programs_per_chunk",
-    "shared_per_shape",
+    "ENGINE_PROGRAMS_PER_CHUNK",
     "PROGRAMS_PER_CHUNK",
     "SHARED_PER_SHAPE",
     "START_PER_TASK",

@@ -191,7 +191,7 @@ class Store:
         """:meth:`_load` of every path, in order; an unreadable one gives its :class:`_Unreadable`.
 
         Threads: Arrow decodes a file without the GIL, so reading a few thousand small records
-        takes ~35 % less time with four threads (2.6 → 2.0 s for the quick tier's 3,066 on 2 cores).
+        takes ~40 % less time with four threads (3.3 → 2.0 s for the quick tier's 3,066 on 2 cores).
         """
         def one(p: Path) -> pa.Table | _Unreadable:
             try:

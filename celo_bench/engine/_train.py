@@ -327,9 +327,9 @@ def _optimizer_identity(make_optimizer: OptimizerBuilder, hparams: Any, meta: An
     key = getattr(make_optimizer, "program_key", None)
     if key is None or meta is None:
         return None
-    hp = tuple((k, np.shape(v), str(np.asarray(v).dtype)) for k, v in sorted(hparams.items()))
-    leaves, treedef = jax.tree_util.tree_flatten(meta)
-    return (key, hp, treedef, tuple((np.shape(x), str(np.asarray(x).dtype)) for x in leaves))
+    hp = tuple((k, jnp.shape(v), jnp.result_type(v)) for k, v in sorted(hparams.items()))
+    leaves, treedef = jax.tree_util.tree_flatten(meta)  # shapes and dtypes only: no copy to the host
+    return (key, hp, treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
 
 
 def _run_blocks(
@@ -390,26 +390,18 @@ def _run_blocks(
 
         ci, a = job_own("init", lambda: _timed_compile(f_init, data, hp, st, opt_level=opt_level))
         state0, consts0 = ci(data, hp, st)
+        ce, c = _shared(("eval", *ident), lambda: _timed_compile(
+            f_eval, plain, consts0.eval_key, state0.params, state0.model_state, i0, i0, opt_level=opt_level))
         if split:
-            def build_grad():
-                compiled, seconds = _timed_compile(
-                    f_grad, plain, consts0.order, consts0.step_key, state0.params, state0.model_state, i0,
-                    opt_level=opt_level)
-                out = jax.eval_shape(f_grad, plain, consts0.order, consts0.step_key, state0.params,
-                                     state0.model_state, i0)
-                return (compiled, out), seconds
-
-            (cg, (loss0, grads0, _)), b1 = _shared(("grad", *ident), build_grad)
+            cg, b1 = _shared(("grad", *ident), lambda: _timed_compile(
+                f_grad, plain, consts0.order, consts0.step_key, state0.params, state0.model_state, i0,
+                opt_level=opt_level))
+            loss0, grads0, _ = cg.out_info  # shapes of the gradient's outputs: no second trace
             cu, b2 = job_own("update", lambda: _timed_compile(
                 f_update, data, consts0.hparams, grads0, state0.opt_state, state0.params, loss0,
                 opt_level=opt_level))
-            ce, c = _shared(("eval", *ident), lambda: _timed_compile(
-                f_eval, plain, consts0.eval_key, state0.params, state0.model_state, i0, i0,
-                opt_level=opt_level))
             return (ci, (cg, cu), ce, None), a + b1 + b2 + c
         cs, b = job_own("steps", lambda: _timed_compile(f_steps, data, consts0, state0, i0, opt_level=opt_level))
-        ce, c = _shared(("eval", *ident), lambda: _timed_compile(
-            f_eval, plain, consts0.eval_key, state0.params, state0.model_state, i0, i0, opt_level=opt_level))
         cl, d = _shared(("last", *ident), lambda: _timed_compile(
             f_last, plain, consts0.order, consts0.step_key, state0.params, state0.model_state,
             opt_level=opt_level))
