@@ -243,3 +243,25 @@ def test_learned_optimizers_that_differ_in_weights_only_share_their_programs(tas
     assert len(calls) > n
     np.testing.assert_array_equal(b.train_loss, alone.train_loss)
     assert not np.allclose(a.train_loss, b.train_loss)  # the weights are inputs, not constants
+
+
+@pytest.mark.parametrize("task_name", ["quick_digits_mlp", "quick_pydoc_lstm"])
+def test_start_program_at_its_lower_xla_level_is_bit_identical(task_name):
+    """The start program (task init, data order, keys) compiles at ``START_OPT_LEVEL`` to save
+    compile time; its parameters, orders and keys equal those of XLA's default level bit for bit
+    (measured on every quick and paper task when it was chosen)."""
+    import jax
+    import jax.numpy as jnp
+
+    from celo_bench.engine import _train
+
+    spec = load_registry().task(task_name)
+    prog = _train._Program(build_task(spec), None, spec.steps)
+    seeds = jnp.asarray([0, 1, 2], dtype=jnp.uint32)
+    outs = []
+    for level in (None, _train.START_OPT_LEVEL):
+        compiled, _ = _train._timed_compile(jax.vmap(prog.start), seeds, opt_level=level)
+        outs.append(jax.tree_util.tree_leaves(compiled(seeds)))
+    assert _train.START_OPT_LEVEL is not None and len(outs[0]) == len(outs[1]) > 3
+    for default, lowered in zip(*outs, strict=True):
+        np.testing.assert_array_equal(np.asarray(lowered), np.asarray(default))
