@@ -265,3 +265,38 @@ def test_start_program_at_its_lower_xla_level_is_bit_identical(task_name):
     assert _train.START_OPT_LEVEL is not None and len(outs[0]) == len(outs[1]) > 3
     for default, lowered in zip(*outs, strict=True):
         np.testing.assert_array_equal(np.asarray(lowered), np.asarray(default))
+
+
+def test_shared_programs_another_job_is_compiling_are_requested_last():
+    """Two jobs starting on one task: the second compiles what the first is not compiling
+    (its gradient while the first compiles the evaluation) instead of queueing for both."""
+    import threading
+
+    from celo_bench.engine import _train
+
+    order = []
+    started, release = threading.Event(), threading.Event()
+
+    def other_job_builds_a():
+        started.set()
+        release.wait(5)
+        order.append("A by the other job")
+        return "a", 1.0
+
+    def build_b():
+        order.append("B")
+        release.set()
+        return "b", 2.0
+
+    keys = (("test-shared-A",), ("test-shared-B",))
+    try:
+        other = threading.Thread(target=_train._shared, args=(keys[0], other_job_builds_a))
+        other.start()
+        assert started.wait(5)
+        out = _train._shared_many([(keys[0], lambda: ("a again", 3.0)), (keys[1], build_b)])
+        other.join()
+        assert order == ["B", "A by the other job"]
+        assert out == [("a", 0.0), ("b", 2.0)]  # results in request order; A compiled once
+    finally:
+        for key in keys:
+            _train._SHARED.pop(key, None)

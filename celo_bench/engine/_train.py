@@ -285,6 +285,21 @@ def _shared(key: tuple, build: Callable[[], tuple[Any, float]]) -> tuple[Any, fl
         return compiled, seconds
 
 
+def _shared_many(requests: list[tuple[tuple, Callable[[], tuple[Any, float]]]]) -> list[tuple[Any, float]]:
+    """:func:`_shared` for several ``(key, build)`` requests, in the order given back.
+
+    Programs that no other job is compiling come first: two jobs that start on one task then
+    compile its evaluation and gradient side by side instead of the second one queueing
+    behind the first for both.
+    """
+    with _SHARED_LOCK:
+        busy = [key in _BUILDING for key, _ in requests]
+    out: list[tuple[Any, float]] = [(None, 0.0)] * len(requests)
+    for i in sorted(range(len(requests)), key=busy.__getitem__):
+        out[i] = _shared(*requests[i])
+    return out
+
+
 START_OPT_LEVEL = 1
 """XLA backend optimisation level of the start program (task init and data order).
 
@@ -404,21 +419,21 @@ def _run_blocks(
 
         ci, a = job_own("init", lambda: _timed_compile(f_init, data, hp, st, opt_level=opt_level))
         state0, consts0 = ci(data, hp, st)
-        ce, c = _shared(("eval", *ident), lambda: _timed_compile(
+        evaluation = (("eval", *ident), lambda: _timed_compile(
             f_eval, plain, consts0.eval_key, state0.params, state0.model_state, i0, i0, opt_level=opt_level))
         if split:
-            cg, b1 = _shared(("grad", *ident), lambda: _timed_compile(
+            (ce, c), (cg, b1) = _shared_many([evaluation, (("grad", *ident), lambda: _timed_compile(
                 f_grad, plain, consts0.order, consts0.step_key, state0.params, state0.model_state, i0,
-                opt_level=opt_level))
+                opt_level=opt_level))])
             loss0, grads0, _ = cg.out_info  # shapes of the gradient's outputs: no second trace
             cu, b2 = job_own("update", lambda: _timed_compile(
                 f_update, data, consts0.hparams, grads0, state0.opt_state, state0.params, loss0,
                 opt_level=opt_level))
             return (ci, (cg, cu), ce, None), a + b1 + b2 + c
         cs, b = job_own("steps", lambda: _timed_compile(f_steps, data, consts0, state0, i0, opt_level=opt_level))
-        cl, d = _shared(("last", *ident), lambda: _timed_compile(
+        (ce, c), (cl, d) = _shared_many([evaluation, (("last", *ident), lambda: _timed_compile(
             f_last, plain, consts0.order, consts0.step_key, state0.params, state0.model_state,
-            opt_level=opt_level))
+            opt_level=opt_level))])
         return (ci, cs, ce, cl), a + b + c + d
 
     def run_one(hp, st, compiled):
