@@ -38,22 +38,15 @@ from celo_bench.data import RECIPES
 from celo_bench.data.synthetic import is_synthetic, real_name
 from celo_bench.errors import CeloBenchError
 from celo_bench.store import Store
-from celo_bench.strategy import BACKENDS
+from celo_bench.strategy import (
+    BACKENDS,
+    ENGINE_PROGRAMS_PER_CHUNK,
+    PROGRAMS_PER_CHUNK,
+    SHARED_PER_SHAPE,
+    START_PER_TASK,
+)
 from celo_bench.suite import Registry, canonical_json
 
-PROGRAMS_PER_CHUNK = 2
-"""Programs a chunk of a job compiles for itself: the optimizer's init and a block of training
-steps (a ``lax.scan`` over the steps between two evaluations with ``scan``; ``block_size``
-unrolled steps with ``loop``). See celo_bench.engine._train."""
-SHARED_PER_SHAPE = 2
-"""Programs shared by every job of a task with the same runs per program (and vmap or not):
-the evaluation chunk and, with ``scan``/``loop``, the final minibatch loss or, with
-``steps="split"``, the task's gradient (which also gives the final loss)."""
-ENGINE_PROGRAMS_PER_CHUNK = PROGRAMS_PER_CHUNK + SHARED_PER_SHAPE
-"""Programs the engine reports per chunk of a job, whatever its strategy: its own two plus the
-two shared ones (4)."""
-START_PER_TASK = 1
-"""The program that draws every seed's initial parameters and data order, once per task."""
 METADATA_BYTES = 2048
 """Per-record metadata (config JSON, provenance, timings) in the store, roughly."""
 

@@ -50,6 +50,21 @@ RUNS_CHOICES = ("vmap", "sequential")
 XLA_OPT_LEVELS = (0, 1, 2, 3)
 BACKENDS = ("cpu", "gpu", "tpu")
 
+PROGRAMS_PER_CHUNK = 2
+"""Programs a chunk of a job compiles for itself: the optimizer's init and a block of training
+steps (a ``lax.scan`` over the steps between two evaluations with ``scan``; ``block_size``
+unrolled steps with ``loop``; the optimizer's update with ``split``). See
+celo_bench.engine._train."""
+SHARED_PER_SHAPE = 2
+"""Programs shared by every job of a task with the same runs per program (and vmap or not):
+the evaluation chunk and, with ``scan``/``loop``, the final minibatch loss or, with
+``steps="split"``, the task's gradient (which also gives the final loss)."""
+ENGINE_PROGRAMS_PER_CHUNK = PROGRAMS_PER_CHUNK + SHARED_PER_SHAPE
+"""Programs the engine reports per chunk of a job, whatever its strategy: its own two plus the
+two shared ones (4)."""
+START_PER_TASK = 1
+"""The program that draws every seed's initial parameters and data order, once per task."""
+
 # family -> (steps, runs) on CPU; anything unlisted uses split + vmap.
 _CPU_DEFAULTS: dict[str, tuple[str, str]] = {
     "conv": ("split", "sequential"),

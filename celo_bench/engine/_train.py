@@ -33,7 +33,7 @@ from celo_bench.engine.memory import (
     output_bytes,
     run_chunked,
 )
-from celo_bench.strategy import Strategy
+from celo_bench.strategy import ENGINE_PROGRAMS_PER_CHUNK, Strategy
 from celo_bench.task import EVAL_SPLITS, Task
 
 OptimizerBuilder = Callable[[Mapping[str, jax.Array]], optax.GradientTransformationExtraArgs]
@@ -276,12 +276,15 @@ def _shared(key: tuple, build: Callable[[], tuple[Any, float]]) -> tuple[Any, fl
         with _SHARED_LOCK:
             if key in _SHARED:
                 return _SHARED[key], 0.0
-        compiled, seconds = build()
+        try:
+            compiled, seconds = build()
+        finally:  # a failed build is not left marked as in progress
+            with _SHARED_LOCK:
+                _BUILDING.pop(key, None)
         with _SHARED_LOCK:
             _SHARED[key] = compiled
             while len(_SHARED) > SHARED_PROGRAMS_KEPT:
                 _SHARED.popitem(last=False)
-            _BUILDING.pop(key, None)
         return compiled, seconds
 
 
@@ -470,7 +473,7 @@ def _run_blocks(
                        np.zeros(np.shape(last) + (prog.every,), np.float32) for r in losses], axis=ax)
         return (ev, tr, np.asarray(last)), time.perf_counter() - t0
 
-    n_programs = 4  # init + steps + evaluation + final loss, or init + gradient + update + evaluation
+    n_programs = ENGINE_PROGRAMS_PER_CHUNK  # init + steps + evaluation + final loss, or init + update + gradient + evaluation
     if vmap:
         compiled, c = compile_job(hparams, starts)
         raw, r = run_one(hparams, starts, compiled)
