@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from celo_bench.bench import results
-from celo_bench.bench.grid import GridBench, job_timings
+from celo_bench.bench.grid import GridBench, job_timings, share_by_kind
 from celo_bench.cli import app
 from celo_bench.errors import CeloBenchError
 from celo_bench.store import Store
@@ -54,6 +54,25 @@ def test_job_timings_count_each_job_once():
     assert job_timings(records.iloc[:0]).empty
 
 
+def test_share_by_kind_splits_the_sums_per_optimizer_kind():
+    records = pd.DataFrame({
+        "task": ["t1", "t1", "t1", "t2", "t2", "t1"],
+        "optimizer": ["adam", "adam", "celo", "adam", "celo", "lion"],
+        "optimizer_kind": ["handcrafted", "handcrafted", "learned", "handcrafted", "learned", "extra"],
+        "compile_seconds": [1.0, 1.0, 9.0, 3.0, 7.0, 2.0],
+        "run_seconds": [3.0, 3.0, 1.0, 1.0, 1.0, 2.0],
+    })
+    kinds = share_by_kind(job_timings(records))
+    assert list(kinds) == ["extra", "handcrafted", "learned"]
+    assert kinds["handcrafted"] == {"jobs": 2, "compile_seconds": 4.0, "run_seconds": 4.0, "compile_share": 0.5}
+    assert kinds["learned"]["jobs"] == 2 and kinds["learned"]["compile_share"] == pytest.approx(16 / 18, abs=1e-4)
+    assert kinds["extra"]["compile_share"] == 0.5
+    # the kinds add up to the grid's totals
+    per_job = job_timings(records)
+    assert sum(k["compile_seconds"] for k in kinds.values()) == per_job["compile_seconds"].sum()
+    assert share_by_kind(job_timings(records.drop(columns="optimizer_kind"))) == {}
+
+
 FAST = ["--suite", "smoke", "--tasks", "smoke_digits_mlp", "--optimizers", "sgd", "--steps", "10",
         "--seeds", "1", "--cache", "warm"]
 
@@ -70,6 +89,8 @@ def test_bench_grid_runs_into_a_fresh_store_and_writes_its_result(tmp_path):
     share = stored["compile_seconds"].iloc[0] / (stored["compile_seconds"].iloc[0] + stored["run_seconds"].iloc[0])
     assert res["compile_share"] == pytest.approx(share, abs=1e-3)
     assert res["runs_per_second"] == pytest.approx(res["runs"] / res["wall_seconds"], rel=1e-2)
+    assert list(res["by_kind"]) == ["handcrafted"] and res["by_kind"]["handcrafted"]["jobs"] == 1
+    assert res["by_kind"]["handcrafted"]["compile_share"] == pytest.approx(share, abs=1e-3)
     saved = results.read(tmp_path / "bench", "grid-smoke")
     assert saved["result"] == res and saved["settings"]["optimizers"] == ["sgd"]
 
@@ -85,6 +106,16 @@ def test_bench_grid_default_store_is_temporary(tmp_path, monkeypatch):
     assert "compile share" in out.stdout and "runs/s" in out.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no results/ left behind
     assert results.read(tmp_path / "b", "grid-smoke")["result"]["jobs"] == 1
+
+
+def test_bench_grid_prints_the_compile_share_of_each_optimizer_kind(tmp_path):
+    args = [a if a != "sgd" else "sgd,lion" for a in FAST]
+    out = CliRunner().invoke(app, ["bench", "grid", *args, "--out", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    lines = {ln.split()[0]: ln for ln in out.stdout.splitlines() if "% compile (1 jobs)" in ln}
+    assert set(lines) == {"hand-crafted", "extra"}
+    saved = results.read(tmp_path, "grid-smoke")["result"]
+    assert saved["jobs"] == 2 and sorted(saved["by_kind"]) == ["extra", "handcrafted"]
 
 
 def test_bench_grid_rejects_a_bad_cache_mode(tmp_path):

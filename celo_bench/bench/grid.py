@@ -9,7 +9,10 @@ on a new machine. Measured:
 - ``compile_share``: Σ compile s / Σ (compile + run) s over the grid's jobs, from the
   records' ``compile_seconds`` and ``run_seconds`` (the runs of one job share its
   timings, so each (task, optimizer) job counts once);
-- ``runs_per_second``: runs executed per wall-clock second.
+- ``runs_per_second``: runs executed per wall-clock second;
+- ``by_kind``: the same sums and share per optimizer kind (hand-crafted, extra, learned...),
+  from the records' ``optimizer_kind``. A program shared by the jobs of a task (evaluation,
+  gradient, start) is charged to the job that compiled it first.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class GridBench:
     failed: int = 0
     compile_cache: str = "cold"
     unavailable: dict[str, str] = field(default_factory=dict)
+    by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def compile_share(self) -> float:
@@ -71,6 +75,7 @@ class GridBench:
             "runs_per_second": round(self.runs_per_second, 3),
             "diverged": self.diverged, "failed": self.failed,
             "compile_cache": self.compile_cache, "unavailable": dict(self.unavailable),
+            "by_kind": {k: dict(v) for k, v in self.by_kind.items()},
         }
 
 
@@ -81,10 +86,27 @@ def job_timings(records: pd.DataFrame) -> pd.DataFrame:
     (task, optimizer) pair stands for the job; failed jobs have no timings and are dropped.
     """
     cols = ["task", "optimizer", "compile_seconds", "run_seconds"]
+    extra = ["optimizer_kind"] if "optimizer_kind" in records.columns else []
     if records.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=cols + extra)
     timed = records.dropna(subset=["compile_seconds", "run_seconds"])
-    return timed.groupby(["task", "optimizer"], as_index=False, sort=True)[cols[2:]].first()
+    return timed.groupby(["task", "optimizer"], as_index=False, sort=True)[cols[2:] + extra].first()
+
+
+def share_by_kind(per_job: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{kind: {jobs, compile_seconds, run_seconds, compile_share}}`` from :func:`job_timings`.
+
+    Kinds are the records' ``optimizer_kind`` (``handcrafted``, ``extra``, ``learned``,
+    ``submission``), sorted; empty when the column is absent.
+    """
+    if per_job.empty or "optimizer_kind" not in per_job.columns:
+        return {}
+    out = {}
+    for kind, g in per_job.groupby("optimizer_kind", sort=True):
+        c, r = float(g["compile_seconds"].sum()), float(g["run_seconds"].sum())
+        out[str(kind)] = {"jobs": int(len(g)), "compile_seconds": round(c, 3), "run_seconds": round(r, 3),
+                          "compile_share": round(c / (c + r), 4) if c + r > 0 else float("nan")}
+    return out
 
 
 @contextmanager
@@ -166,7 +188,7 @@ def bench_grid(
             compile_seconds=float(per_job["compile_seconds"].sum()),
             run_seconds=float(per_job["run_seconds"].sum()),
             diverged=summary.diverged, failed=summary.failed, compile_cache=mode,
-            unavailable=dict(summary.unavailable),
+            unavailable=dict(summary.unavailable), by_kind=share_by_kind(per_job),
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

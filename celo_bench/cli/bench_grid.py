@@ -20,6 +20,7 @@ from celo_bench.cli._common import (
     out,
     split_names,
 )
+from celo_bench.suite import KIND_LABELS
 
 
 def grid_command(
@@ -77,6 +78,11 @@ def grid_command(
         f"  [bold]compile share  {100 * res.compile_share:9.1f} %[/]\n"
         f"  [bold]runs/s         {res.runs_per_second:9.2f}[/]"
     )
+    if len(res.by_kind) > 1:
+        for kind, k in res.by_kind.items():
+            out.print(f"    {KIND_LABELS.get(kind, kind):13s}{k['compile_seconds']:9.1f} s compile, "
+                      f"{k['run_seconds']:7.1f} s run, {100 * k['compile_share']:5.1f} % compile "
+                      f"({k['jobs']} jobs)")
     if res.failed or res.diverged:
         out.print(f"  failed {res.failed}, diverged {res.diverged}")
     for name, why in sorted(res.unavailable.items()):
