@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from celo_bench.errors import CeloBenchError
+from celo_bench.paths import unwritable_reason
 from celo_bench.records import (
     COLUMNS,
     CURVE_COLUMNS,
@@ -343,7 +344,8 @@ class Store:
                 Path(probe).unlink(missing_ok=True)
         except OSError as e:
             raise StoreWriteError(
-                f"results folder {self.root} cannot be written", _reason(e), path=self.root,
+                f"results folder {self.root} cannot be written", unwritable_reason(self.root) or _reason(e),
+                path=self.root,
                 hint="choose another --results folder or fix its permissions, then re-run the same command",
             ) from None
 

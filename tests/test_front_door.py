@@ -200,29 +200,45 @@ def test_progress_lines_without_a_terminal(tmp_path):
     assert "report current" in again.stderr and "executed 0" in again.stderr
 
 
-def test_ctrl_c_says_how_many_runs_are_stored_and_how_to_resume(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+def _interrupt(args: list[str], when) -> tuple[int, str]:
+    """Start ``celo-bench ARGS``, send SIGINT once `when(stderr line)` holds; (exit code, stderr)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celo_bench.cli", "run", "--suite", "smoke", "--steps", "3000",
-         "--results", str(tmp_path / "r"), "--no-report"],
+        [sys.executable, "-m", "celo_bench.cli", *args],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         # a test run started in the background of a script inherits SIGINT ignored: undo that
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     seen = ""
-    while time.monotonic() < deadline:  # interrupt once the first job is stored, mid-grid
+    while time.monotonic() < deadline:
         line = proc.stderr.readline()
         seen += line
-        if line.startswith("[1/") or not line:
+        if when(line) or not line:
             break
     proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=120)
-    err = seen + rest
-    assert proc.returncode == 130, err
+    out, rest = proc.communicate(timeout=120)
+    return proc.returncode, seen + rest + out
+
+
+def test_ctrl_c_says_how_many_runs_are_stored_and_how_to_resume(tmp_path):
+    # interrupt once the first job is stored, mid-grid
+    code, err = _interrupt(["run", "--suite", "smoke", "--steps", "3000", "--results", str(tmp_path / "r"),
+                            "--no-report"], lambda line: line.startswith("[1/"))
+    assert code == 130, err
     tail = [ln for ln in err.strip().splitlines() if ln.strip()][-1]
     assert tail.startswith("interrupted: ") and "re-run the same command to resume" in tail
     assert "Traceback" not in err and "done:" not in err  # stopped mid-grid, not after it
+
+
+def test_ctrl_c_while_a_command_compiles_is_one_line_not_a_crash(tmp_path):
+    # meta-train compiles in the main thread; JAX crashed at exit after such an interrupt (code 139)
+    code, err = _interrupt(["meta-train", "celo", "--preset", "smoke", "--out", str(tmp_path / "mt")],
+                           lambda line: "first step compiles" in line)
+    assert code == 130, err
+    tail = [ln for ln in err.strip().splitlines() if ln.strip()][-1]
+    assert tail.startswith("interrupted: ") and "re-run the same command" in tail
+    assert "Traceback" not in err and "Aborted" not in err
 
 
 @pytest.mark.parametrize("flag", ["--results", "--out"])
@@ -235,7 +251,9 @@ def test_unwritable_folder_is_one_line_and_nothing_runs(tmp_path, flag):
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(blocker / "sub") in lines[0]
+    assert f"{blocker} is a file" in lines[0]  # what blocks it, not "File exists" or "Not a directory"
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.parquet"))
+
 
 
 def test_run_keys_do_not_depend_on_the_device_a_store_is_read_from():

@@ -267,6 +267,23 @@ def test_bad_arguments_give_clear_errors(args, message, tmp_path):
     assert not (tmp_path / "o" / "theta.state").exists()
 
 
+def test_unwritable_out_or_weights_folder_is_one_line_before_training(tmp_path, monkeypatch):
+    from celo_bench.optimizers import checkpoint as ck
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for out in (blocker, blocker / "run"):
+        res = _cli(["nn_adam", "--preset", "smoke", "--out", str(out)])
+        assert isinstance(res.exception, CeloBenchError), res.output
+        assert f"meta-training folder {out} cannot be written" in str(res.exception)
+        assert "is a file" in str(res.exception) and "--out" in str(res.exception)
+    monkeypatch.setenv(ck.WEIGHTS_ENV, str(blocker / "weights"))
+    res = _cli(["nn_adam", "--preset", "smoke", "--out", str(tmp_path / "o"), "--install"])
+    assert isinstance(res.exception, CeloBenchError), res.output
+    assert "weights folder" in str(res.exception) and ck.WEIGHTS_ENV in str(res.exception)
+    assert not (tmp_path / "o").exists()  # refused before any training
+
+
 @pytest.mark.slow
 def test_cli_meta_train_checkpoint_runs_through_the_engine(tmp_path, spec_tree, monkeypatch):
     """`meta-train ARCH --preset smoke` (shortened) -> JSON, a loadable checkpoint, and a spec
@@ -325,6 +342,11 @@ def test_cli_meta_train_checkpoint_runs_through_the_engine(tmp_path, spec_tree, 
     assert spec.checkpoint["label"] == "meta-trained here (smoke diet)"
     local_spec = dataclasses.replace(spec, checkpoint={"source": "local://nn_adam_smoke_diet"})
     assert ck_mod.flatten(ck_mod.load_for_spec(local_spec)).keys() == ck_mod.flatten(ck_mod.read(out / "theta.state")).keys()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CeloBenchError, match="cannot install weights into .*a-file.*stays in"):
+        install(out, root=blocker / "weights")
+    assert blocker.read_text() == "not a folder"
     with pytest.raises(CeloBenchError, match="not a finished meta-training run"):
         install(tmp_path / "res", root=tmp_path / "weights")
     again = CliRunner().invoke(cli_app, ["meta-train", "nn_adam", "--preset", "smoke", "--outer-iterations",

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from celo_bench.cli import app
-from celo_bench.errors import SpecError
+from celo_bench.errors import CeloBenchError, SpecError
 from celo_bench.optimizers import checkpoint as ckpt
 from celo_bench.store import Store
 from celo_bench.submission import parse_submission, validate_submission
@@ -376,6 +376,20 @@ def test_submit_rejects_an_unknown_executor_before_training(tmp_path, baseline_s
     assert res.exit_code != 0
     assert "unknown executor 'slurm'" in str(res.exception)
     assert snapshot(results) == before
+
+
+def test_submit_checks_its_report_folder_before_training(tmp_path, baseline_store):
+    """An unwritable --out is one line before any training, like `run`'s; nothing is stored."""
+    results = tmp_path / "results"
+    shutil.copytree(baseline_store, results)
+    before = snapshot(results)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = CliRunner().invoke(app, ["submit", str(EXAMPLE), *FAST, "--results", str(results),
+                                   "--out", str(blocker / "rep")])
+    assert res.exit_code != 0 and isinstance(res.exception, CeloBenchError), res.output
+    assert f"report folder {blocker / 'rep'} cannot be written ({blocker} is a file)" in str(res.exception)
+    assert snapshot(results) == before and blocker.read_text() == "not a folder"
 
 
 @pytest.mark.slow

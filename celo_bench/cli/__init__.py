@@ -6,7 +6,7 @@ shows. A command's module is imported only when that command runs or prints its 
 so ``celo-bench --help`` imports neither JAX nor any command's dependencies, and a command
 never pays for another's imports. Core code raises
 :class:`~celo_bench.errors.CeloBenchError`; :func:`main` turns it into one clear line and
-exit code 2.
+exit code 2. Ctrl-C in any command ends with one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from celo_bench.cli._bench_app import bench_app
+from celo_bench.cli._interrupt import exit_interrupted
 from celo_bench.errors import CeloBenchError
 
 
@@ -107,6 +108,14 @@ class LazyGroup(TyperGroup):
         if cmd_name in COMMANDS and self._listing:  # the root's help needs only name and line
             return click.Command(cmd_name, help=COMMANDS[cmd_name].help)
         return load_command(cmd_name)
+
+    def invoke(self, ctx: click.Context):
+        """Run the command; Ctrl-C anywhere in it ends with one line and code 130
+        (:mod:`celo_bench.cli._interrupt`), before click would print "Aborted!" and exit 1."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            exit_interrupted()
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         self._listing = True

@@ -8,8 +8,6 @@ Ctrl-C ends with one line: interrupted, how many runs are stored, re-run to resu
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Sequence
 
@@ -17,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from celo_bench.cli._interrupt import exit_interrupted
 from celo_bench.runner import GridPlan
 
 
@@ -121,10 +120,9 @@ class GridProgress:
         """Print the one line of a Ctrl-C and leave at once (code 130)."""
         self.stop()
         stored = (self.grid.stored if self.grid else 0) + self.runs_done
-        sys.stderr.write(f"\ninterrupted: {stored} runs of this grid are stored ({self.runs_done} "
-                         "from this session); re-run the same command to resume\n")
-        sys.stderr.flush()
-        os._exit(130)  # jobs in flight are abandoned; their records were never half-written
+        # jobs in flight are abandoned; their records were never half-written
+        exit_interrupted(f"interrupted: {stored} runs of this grid are stored ({self.runs_done} "
+                         "from this session); re-run the same command to resume")
 
 
 def _kind(job) -> bool:

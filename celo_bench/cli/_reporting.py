@@ -14,6 +14,7 @@ from rich.markup import escape
 from celo_bench import __version__
 from celo_bench.cli._common import console
 from celo_bench.errors import CeloBenchError
+from celo_bench.paths import unwritable_reason
 from celo_bench.runner import GridPlan
 from celo_bench.store import Store
 
@@ -40,7 +41,7 @@ def check_out_writable(out: Path) -> None:
         os.rmdir(probe)
     except OSError as e:
         raise CeloBenchError(
-            f"report folder {out} cannot be written ({e.strerror or e}); choose another --out or "
+            f"report folder {out} cannot be written ({unwritable_reason(out) or e.strerror or e}); choose another --out or "
             "fix its permissions (nothing was run)"
         ) from None
 

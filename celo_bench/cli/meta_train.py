@@ -86,6 +86,10 @@ def meta_train_command(
             progress.update(bar["id"], completed=done, loss=f"{loss:.4f}")
 
     try:
+        if install:
+            from celo_bench.metatrain.install import check_target  # heavy: the optimizers
+
+            check_target()  # before an hour of training, not after
         if sweep:
             if out_dir is None:
                 out_dir = Path("metatrain") / f"{arch}-{preset}-sweep"

@@ -16,6 +16,7 @@ from celo_bench.cli._common import (
     out,
     results_path,
 )
+from celo_bench.cli._reporting import check_out_writable
 
 EXIT_INVALID = 2
 TimeoutOpt = typer.Option(
@@ -110,6 +111,8 @@ def submit_command(
     from celo_bench.submission import SubmissionInvalid, submit
 
     quiet = fmt.value == "json"
+    if report:
+        check_out_writable(reports_dir)  # before any training, not after it
 
     def on_plan(todo):
         if not quiet:

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from celo_bench.errors import CeloBenchError
 from celo_bench.optimizers import checkpoint as ckpt
+from celo_bench.paths import unwritable_reason
 
 CARD_JSON, CARD_MD, CURVE_JSON, CURVE_PNG = "card.json", "card.md", "meta_loss.json", "meta_loss.png"
 
@@ -38,6 +40,18 @@ def window_means(losses: np.ndarray | list[float]) -> tuple[float | None, float 
         return None, None
     w = max(1, a.size // 10)
     return float(a[:w].mean()), float(a[-w:].mean())
+
+
+def check_writable(out: Path, what: str = "meta-training folder",
+                   fix: str = "choose another --out or fix its permissions") -> None:
+    """Raise one line now if folder `out` could not be created or written (creates nothing).
+
+    Raises:
+      CeloBenchError: names the path and the problem.
+    """
+    problem = unwritable_reason(out)
+    if problem:
+        raise CeloBenchError(f"{what} {out} cannot be written: {problem}; {fix} (nothing was trained)")
 
 
 def label(preset: str) -> str:

@@ -22,11 +22,27 @@ from celo_bench.errors import CeloBenchError
 from celo_bench.metatrain import artifacts
 from celo_bench.optimizers import checkpoint as ckpt
 
+INSTALL_FIX = "set CELO_BENCH_WEIGHTS to a writable folder"
+
+
+def check_target(root: str | Path | None = None) -> None:
+    """Raise one line now if weights could not be installed into `root` (default: the weights root).
+
+    Raises:
+      CeloBenchError: names the folder and the problem.
+    """
+    artifacts.check_writable(Path(root) if root is not None else ckpt.weights_root(), "weights folder",
+                             INSTALL_FIX)
+
 
 def install(out: str | Path, root: str | Path | None = None, *, command: str | None = None) -> Path:
     """Copy run `out` (or its ``best/``) into `root` (default: the weights root); returns the folder.
 
     `command` is the command line that made the run (recorded in the card as ``command``).
+
+    Raises:
+      CeloBenchError: `out` is not a finished run, or the weights folder cannot be written
+        (nothing is half-installed; the run stays in `out`).
     """
     run = Path(out)
     chosen = run / "best" if (run / "best" / ckpt.FILENAME).is_file() else run
@@ -37,6 +53,16 @@ def install(out: str | Path, root: str | Path | None = None, *, command: str | N
     dest = Path(root) if root is not None else ckpt.weights_root()
     dest = dest / name
     tmp = dest.with_name(dest.name + ".tmp")
+    try:
+        _copy_run(run, chosen, card, tmp, dest, command)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CeloBenchError(f"cannot install weights into {dest}: {e.strerror or e}; {INSTALL_FIX} and re-run "
+                             f"(the finished run stays in {run})") from None
+    return dest
+
+
+def _copy_run(run: Path, chosen: Path, card: dict, tmp: Path, dest: Path, command: str | None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copy2(chosen / ckpt.FILENAME, tmp / ckpt.FILENAME)
@@ -50,7 +76,6 @@ def install(out: str | Path, root: str | Path | None = None, *, command: str | N
         shutil.copy2(run / "selection.json", tmp / "selection.json")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.replace(dest)  # never a half-installed folder
-    return dest
 
 
 def _remake_note(card: dict) -> str:
@@ -62,4 +87,4 @@ def _remake_note(card: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["install"]
+__all__ = ["check_target", "install"]

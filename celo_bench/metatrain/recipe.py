@@ -63,6 +63,7 @@ def plan(
     """The (config, output folder) of each phase to run, validated before any work."""
     learned_entry(arch)
     out = Path(out) if out is not None else default_out(arch, preset, seed)
+    artifacts.check_writable(out)
     common = dict(outer_lr=outer_lr, seed=seed, tasks=tuple(tasks) if tasks else None)
     if phase is None and arch in TWO_PHASE:
         p1 = preset_config(arch, preset, phase="1", init=init, outer_iterations=outer_iterations, **common)
