@@ -111,6 +111,12 @@ def test_cli_compare_suites(tmp_path, monkeypatch):
     plain = CliRunner().invoke(app, ["compare-suites", "fx", "fy", "--results", str(tmp_path / "r"),
                                      "--reps", "50", "--bench", str(tmp_path)])
     assert plain.exit_code == 0 and "Kendall tau" in plain.stdout and "top-3 by final loss" in plain.stdout
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    blocked = CliRunner().invoke(app, ["compare-suites", "fx", "fy", "--results", str(tmp_path / "r"),
+                                       "--reps", "50", "--bench", str(tmp_path), "--out", str(blocker / "o")])
+    assert isinstance(blocked.exception, CeloBenchError), blocked.output
+    assert f"{blocker} is a file; choose another --out" in str(blocked.exception)
 
 
 def test_text_summary_names_suites_and_rows():

@@ -8,11 +8,13 @@ download step reads ``file://`` URLs. Tests on the real Fashion-MNIST run when D
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gzip
 import hashlib
 import io
 import json
 import math
+import re
 import struct
 import tarfile
 from pathlib import Path
@@ -26,7 +28,7 @@ from celo_bench.data import prepare as prep
 from celo_bench.data.cache import DataCorruptError
 from celo_bench.data.fetch import Remote
 from celo_bench.data.formats import parse_cifar_records, parse_idx, read_cifar, read_idx
-from celo_bench.errors import DataMissingError
+from celo_bench.errors import CeloBenchError, DataMissingError
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -218,6 +220,26 @@ def test_corrupted_download_leaves_nothing(root, tmp_path, monkeypatch):
     (local / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">III", 50, 28, 28) + b"\x00" * 100))
     with pytest.raises(DataCorruptError, match="truncated"):
         prep.prepare("fashion_mnist", source="local", from_dirs=[local])
+    assert cache.read_manifest("fashion_mnist") is None and not list(root.glob(".tmp-*"))
+
+
+def test_unwritable_cache_is_one_line_before_any_download(root, tmp_path, monkeypatch):
+    server = tmp_path / "server"
+    write_idx_set(server)
+    _originals_via_file_urls(monkeypatch, "fashion_mnist", server)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for target in (blocker, blocker / "data"):
+        with pytest.raises(CeloBenchError, match=rf"data cache {re.escape(str(target))} cannot be written: .*is a file"):
+            prep.prepare("fashion_mnist", source="original", root=target)
+    assert blocker.read_text() == "not a folder"
+    # a write that fails half-way (here: the disk is full) leaves no partial dataset behind
+    def full(*_, **__):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(CeloBenchError, match="could not write dataset 'fashion_mnist' .*No space left"):
+        prep.prepare("fashion_mnist", source="original")
     assert cache.read_manifest("fashion_mnist") is None and not list(root.glob(".tmp-*"))
 
 

@@ -19,6 +19,8 @@ from celo_bench.cli._common import (
     results_path,
 )
 from celo_bench.compare import compare, text
+from celo_bench.errors import CeloBenchError
+from celo_bench.paths import unwritable_reason
 from celo_bench.results import score_results
 
 
@@ -37,6 +39,9 @@ def compare_suites_command(
     """Kendall's tau and Spearman's rho (95% bootstrap CIs) between two suites' IQM rankings, top-5 overlap."""
     from celo_bench.report.figures import save, tier_scatter
 
+    problem = unwritable_reason(out_dir) if out_dir is not None else None
+    if problem:  # before the bootstrap, not after it
+        raise CeloBenchError(f"folder {out_dir} cannot be written: {problem}; choose another --out")
     root = results_path(results)
     res_a = score_results(root, suite_a, reps=reps, seed=seed, bench_dir=bench_dir)
     res_b = score_results(root, suite_b, reps=reps, seed=seed, bench_dir=bench_dir)
@@ -44,9 +49,12 @@ def compare_suites_command(
     doc = c.as_json() | {"device_kind": c.device_kind}
     if out_dir is not None:
         folder = Path(out_dir).expanduser()
-        paths = save(tier_scatter(c), folder, f"tier_agreement_{suite_a}_{suite_b}")
-        (folder / f"comparison_{suite_a}_{suite_b}.json").write_text(json.dumps(doc, indent=2) + "\n",
-                                                                     encoding="utf-8")
+        try:
+            paths = save(tier_scatter(c), folder, f"tier_agreement_{suite_a}_{suite_b}")
+            (folder / f"comparison_{suite_a}_{suite_b}.json").write_text(json.dumps(doc, indent=2) + "\n",
+                                                                         encoding="utf-8")
+        except OSError as e:
+            raise CeloBenchError(f"could not write to {folder}: {e.strerror or e}; choose another --out") from None
         console.print(f"written to {folder}: {', '.join(p.name for p in paths)}, comparison_{suite_a}_{suite_b}.json")
     if fmt == Format.json:
         emit_json(doc)

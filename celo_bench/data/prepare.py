@@ -44,7 +44,8 @@ from celo_bench.data.sources import (
     find_local_parquet,
     idx_file,
 )
-from celo_bench.errors import DataMissingError, UnknownNameError
+from celo_bench.errors import CeloBenchError, DataMissingError, UnknownNameError
+from celo_bench.paths import unwritable_reason
 
 SOURCES = ("auto", "local", "hub", "original")
 
@@ -204,6 +205,10 @@ def prepare(
     manifest = cache.read_manifest(name, root)
     if manifest is not None and not force and manifest.get("max_seq_len", max_seq_len) >= max_seq_len:
         return cache.dataset_dir(name, root)
+    problem = unwritable_reason(root)
+    if problem:
+        raise CeloBenchError(f"data cache {root} cannot be written: {problem}; pass --data-dir DIR or set "
+                             f"{cache.ENV_VAR} to a writable folder (nothing was downloaded)")
 
     kind, folder, src = _obtain(recipe, source, from_dirs, root, progress, fetcher)
     files = _source_files(recipe, kind, folder)
@@ -230,10 +235,14 @@ def prepare(
     digests = src.pop("digests", None)
     src["files"] = _describe_files([f for fs in files.values() for f in fs], folder, digests)
     meta["source"] = src
-    with cache.staged(name, root) as st:
-        for field_, arr in arrays.items():
-            st.save(field_, arr)
-        final = st.commit(meta)
+    try:
+        with cache.staged(name, root) as st:  # a failure leaves no partial dataset behind
+            for field_, arr in arrays.items():
+                st.save(field_, arr)
+            final = st.commit(meta)
+    except OSError as e:
+        raise CeloBenchError(f"could not write dataset '{name}' into {root}: {e.strerror or e}; free some space "
+                             f"or pass --data-dir DIR (nothing was cached)") from None
     if src["kind"] in ("hub", "original") and not keep_downloads:
         shutil.rmtree(cache.downloads_dir(name, root), ignore_errors=True)
     images.clear_memory_cache()
