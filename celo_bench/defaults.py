@@ -8,4 +8,14 @@ DEFAULT_SUITE = "quick"
 DEFAULT_RESULTS = Path("results")
 """The results store folder used when none is given."""
 
-__all__ = ["DEFAULT_RESULTS", "DEFAULT_SUITE"]
+DEFAULT_REPORTS = Path("reports")
+"""The folder that holds one report folder per suite when no --out is given."""
+
+
+def report_dir(suite: str) -> Path:
+    """The default report folder of `suite`: ``reports/<suite>``, so suites never overwrite each
+    other's report (a report replaces its folder whole)."""
+    return DEFAULT_REPORTS / suite
+
+
+__all__ = ["DEFAULT_REPORTS", "DEFAULT_RESULTS", "DEFAULT_SUITE", "report_dir"]

@@ -1,7 +1,9 @@
-"""Why a folder cannot be made: the checks behind the one-line errors for --out, --results and friends."""
+"""Folders and files the package writes: why a folder cannot be made (the one-line errors for
+--out, --results and friends), and the mode of a new file."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -23,3 +25,23 @@ def unwritable_reason(folder: str | Path) -> str | None:
             return f"no permission to write in {here}"
         return None
     return None
+
+
+@functools.cache
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the process umask (read once).
+
+    Files written through ``tempfile.mkstemp`` (then renamed into place) are owner-only
+    otherwise. The umask can only be read by setting it: it is set to the most private mask
+    for that instant (a file another thread creates meanwhile is only more private) and put
+    back.
+    """
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def set_new_file_mode(fd: int) -> None:
+    """Give the open file `fd` (e.g. from ``mkstemp``) the mode of a normal new file."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, new_file_mode())

@@ -88,6 +88,25 @@ def grid_points(grid: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
     return [dict(zip(names, vals, strict=True)) for vals in itertools.product(*(grid[n] for n in names))]
 
 
+def check_tasks(reg: Registry, suite: SuiteSpec, tasks: Sequence[str] | None) -> None:
+    """Raise one line if a task of `tasks` is unknown or not one of `suite`'s tasks.
+
+    A suite's report scores its own tasks only, so runs of another task under its name would
+    be stored but never scored.
+
+    Raises:
+      UnknownNameError: a name that no task has (with the closest names).
+      CeloBenchError: a task that is not in `suite`.
+    """
+    for name in tasks or ():
+        reg.task(name)
+        if name not in suite.tasks:
+            raise CeloBenchError(
+                f"task '{name}' is not in suite '{suite.name}' (its tasks: {', '.join(suite.tasks)}); "
+                "its runs would never be scored: pick a suite that has it (`celo-bench list suites`)"
+            )
+
+
 def expand(
     registry: Registry,
     suite: SuiteSpec,
@@ -116,12 +135,16 @@ def expand(
     record says how it ran.
 
     A job whose weights or data are missing here is still planned and carries the reason in
-    ``Job.unavailable`` (weights) or ``Job.data_missing`` (data).
+    ``Job.unavailable`` (weights) or ``Job.data_missing`` (data). `tasks` must be tasks of
+    `suite` (:func:`check_tasks`); `optimizers` may name any registered optimizer (a
+    submission runs on a suite it is not part of).
     """
     if data not in DATA_CHOICES:
         raise CeloBenchError(f"--data must be one of {', '.join(DATA_CHOICES)}, got '{data}'")
     synthetic = data == "synthetic"
     suite_label = f"{suite.name}{SYNTHETIC_SUITE_SUFFIX}" if synthetic else suite.name
+    tasks = list(tasks) if tasks else None
+    check_tasks(registry, suite, tasks)
     task_names = list(tasks) if tasks else list(suite.tasks)
     opt_names = list(optimizers) if optimizers else list(suite.optimizers)
     n_seeds = seeds or suite.seeds

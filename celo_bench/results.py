@@ -151,7 +151,8 @@ class Selection:
         if n_missing:
             by = ", ".join(f"{o} {n}" for o, n in self.missing.items())
             out.append(f"{n_missing} of {self.planned} planned runs are not stored ({by}); "
-                       f"`celo-bench run --suite {suite}` runs them")
+                       f"`celo-bench run --suite {suite}` runs those this machine can run (optimizers "
+                       "whose weights or data are missing here are listed apart, with their fix)")
         return out
 
 

@@ -19,6 +19,10 @@ folders. Anything else is listed by :meth:`Store.scan`, never read:
 Hidden top folders (``.quarantine``, and ``.claims`` where runs claim jobs) are never
 searched for records.
 
+Record files get the mode a plain ``open()`` would give them (``0o666`` less the process
+umask), not the owner-only mode of a temporary file, so a shared results folder is readable
+by whoever its folders let in.
+
 A write that fails in the operating system (full disk, no permission, read-only
 filesystem) leaves no temporary file and raises :class:`StoreWriteError`, one line.
 """
@@ -44,7 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from celo_bench.errors import CeloBenchError
-from celo_bench.paths import unwritable_reason
+from celo_bench.paths import set_new_file_mode, unwritable_reason
 from celo_bench.records import (
     COLUMNS,
     CURVE_COLUMNS,
@@ -366,7 +370,10 @@ class Store:
             if target.exists() and self.status_of(record["task"], record["optimizer"], record["key"]) is None:
                 self.quarantine([target])
             fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(), suffix=SUFFIX, dir=target.parent)
-            os.close(fd)
+            try:
+                set_new_file_mode(fd)  # mkstemp makes it owner-only; a record is a normal file
+            finally:
+                os.close(fd)
             pq.write_table(table, tmp)
             os.replace(tmp, target)
         except OSError as e:
@@ -397,6 +404,10 @@ def _listing(folder: Path, problems: list[BadFile]) -> list[Path]:
     except OSError as e:
         problems.append(BadFile(folder, f"folder cannot be listed: {_reason(e)}"))
         return []
+
+
+
+
 
 
 def _tmp_prefix() -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from celo_bench import paths
 from celo_bench.bench import results
 from celo_bench.bench.grid import GridBench, job_timings, share_by_kind
 from celo_bench.cli import app
@@ -34,6 +36,31 @@ def test_results_unwritable_folder_is_one_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(CeloBenchError, match=r"cannot write benchmark results to .*a-file.*--out"):
         results.write(blocker / "sub", "grid-smoke", settings={}, machine={}, result={})
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_results_file_gets_the_mode_of_a_normal_file(tmp_path, mask, mode):
+    old = os.umask(mask)
+    paths.new_file_mode.cache_clear()
+    try:
+        file = results.write(tmp_path, "overhead", settings={}, machine={}, rows=[])
+    finally:
+        os.umask(old)
+        paths.new_file_mode.cache_clear()
+    assert file.stat().st_mode & 0o777 == mode  # what open() gives, not mkstemp's 0o600
+    if mask == 0o022:  # group and others can read a shared folder of results
+        assert file.stat().st_mode & 0o044 == 0o044
+
+
+def test_results_write_leaves_no_temporary_file_when_the_rename_fails(tmp_path, monkeypatch):
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(results.os, "replace", refuse)
+    with pytest.raises(CeloBenchError, match="Permission denied"):
+        results.write(tmp_path, "engine", settings={}, machine={}, result={})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_job_timings_count_each_job_once():

@@ -181,6 +181,21 @@ def test_status_lists_what_did_not_run_with_reason_and_fix(tmp_path):
     assert len(lines) == len(groups) and "Traceback" not in text.stderr
 
 
+def test_each_suite_reports_into_its_own_folder_by_default(tmp_path):
+    """Without --out a suite's report goes to reports/<suite>: a smoke run (or a submission to
+    another suite) never replaces the quick tier's report, and the lock stays inside reports/."""
+    quick = tmp_path / "reports" / "quick"
+    quick.mkdir(parents=True)
+    (quick / "leaderboard.md").write_text("the quick tier's report")
+    res = _cli("run", "--suite", "smoke", "--tasks", "smoke_digits_mlp", "--optimizers", "sgd,adam",
+               "--steps", "20", "--seeds", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "reports" / "smoke" / "leaderboard.md").is_file()
+    assert (quick / "leaderboard.md").read_text() == "the quick tier's report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports", "results"]  # no lock file beside them
+    assert f"report: {Path('reports') / 'smoke'}" in res.stderr
+
+
 def test_progress_lines_without_a_terminal(tmp_path):
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / ".gitkeep").touch()  # the placeholder a checkout's reports/ may hold
@@ -254,6 +269,20 @@ def test_unwritable_folder_is_one_line_and_nothing_runs(tmp_path, flag):
     assert f"{blocker} is a file" in lines[0]  # what blocks it, not "File exists" or "Not a directory"
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.parquet"))
 
+
+
+@pytest.mark.parametrize("args", [
+    ["bench", "grid", "--suite", "smoke", "--steps", "10", "--seeds", "1"],
+    ["report", "--suite", "smoke"],
+])
+def test_other_output_folders_name_what_blocks_them_before_any_work(tmp_path, args):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = _cli(*args, "--results", str(tmp_path / "r"), "--out", str(blocker / "sub"), cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{blocker} is a file" in lines[0], res.stderr
+    assert "job 1" not in res.stderr and "Traceback" not in res.stderr
 
 
 def test_run_keys_do_not_depend_on_the_device_a_store_is_read_from():

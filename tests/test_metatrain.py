@@ -353,6 +353,11 @@ def test_cli_meta_train_checkpoint_runs_through_the_engine(tmp_path, spec_tree, 
                                          "3", "--out", str(out), "--install", "--format", "json"])
     assert again.exit_code == 0, again.output  # resumes (nothing to train) and installs
     assert json.loads(again.stdout[again.stdout.index("{"):])["installed"] == str(dest)
+    text = CliRunner().invoke(cli_app, ["meta-train", "nn_adam", "--preset", "smoke", "--outer-iterations", "3",
+                                        "--out", str(out)])
+    assert text.exit_code == 0, text.output
+    said = "".join(text.stdout.split())  # the way to use the weights must be one that exists
+    assert "--checkpoint" not in said and "--installcopiesit" in said and f"checkpoint='{out}')" in said
 
 
 def test_presets_follow_the_paper_recipe():

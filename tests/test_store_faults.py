@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from celo_bench import paths
 from celo_bench import store as store_mod
 from celo_bench.errors import CeloBenchError
 from celo_bench.execute import Claims, run_jobs
@@ -320,6 +321,35 @@ def test_a_read_only_results_folder_cannot_be_written(tmp_path):
     (tmp_path / "ro").mkdir(mode=0o555)
     with pytest.raises(StoreWriteError, match="Permission denied"):
         Store(tmp_path / "ro").check_writable()
+
+
+# --------------------------------------------------------------------------- file modes
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (and the store's cached reading of it); restored after."""
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_umask(mask: int) -> None:
+        os.umask(mask)
+        paths.new_file_mode.cache_clear()
+
+    yield set_umask
+    os.umask(old)
+    paths.new_file_mode.cache_clear()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_a_record_file_gets_the_mode_of_a_normal_file(tmp_path, umask, mask, mode):
+    umask(mask)
+    run = grid(1)[0].runs[0]
+    file = Store(tmp_path).write(record(run))
+    assert file.stat().st_mode & 0o777 == mode  # what open() gives, not mkstemp's 0o600
+    assert (file.parent.stat().st_mode & 0o777) == 0o777 & ~mask
+    if mask == 0o022:  # the user trial's case: others can read a shared store
+        assert file.stat().st_mode & 0o044 == 0o044
+    assert Store(tmp_path).statuses() == {run.key: "ok"}
 
 
 # --------------------------------------------------------------------------- kill -9 at each point of a write

@@ -98,6 +98,59 @@ def test_learned_submission_needs_checkpoint_and_card(tmp_path):
         parse_submission(folder)
 
 
+def test_learned_submission_without_checkpoint_and_card_names_both(tmp_path):
+    folder = write_submission(tmp_path, "lrn", kind="learned")
+    with pytest.raises(SpecError) as e:
+        parse_submission(folder)
+    assert [p.key for p in e.value.problems] == ["checkpoint", "meta_training"]
+
+
+def test_validate_reports_every_missing_key_on_its_own_line(tmp_path):
+    toml = "\n".join(ln for ln in TOML.format(name="two_gone", kind="handcrafted").splitlines()
+                     if not ln.startswith(("license", "kind")))
+    folder = write_submission(tmp_path, "two_gone", toml=toml)
+    with pytest.raises(SpecError) as e:
+        parse_submission(folder)
+    assert [(p.key, p.problem) for p in e.value.problems] == [
+        ("kind", "is required but missing"), ("license", "is required but missing")]
+    report = validate_submission(folder)
+    assert [f.check for f in report.failures] == ["metadata", "metadata"]
+    lines = report.lines()
+    assert "key 'kind': is required but missing" in lines[0] and "key 'license': is required but missing" in lines[1]
+    res = CliRunner().invoke(app, ["validate", str(folder)])
+    assert res.exit_code == 2
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 2 and "'kind'" in errors[0] and "'license'" in errors[1], res.output
+
+
+def test_validate_reports_every_invalid_key_and_file(tmp_path):
+    toml = "lisence = 1\n" + TOML.format(name="Bad Name", kind="handcrafted").replace(
+        "learning_rate = [0.01, 0.1]", "learning_rate = [0.1, 0.1]\nmomentum = \"0.9\"")
+    folder = write_submission(tmp_path, "bad_keys", toml=toml)
+    (folder / "optimizer.py").unlink()
+    report = validate_submission(folder)
+    got = [(f.check, f.problem.split(": ")[1] if f.check != "files" else "<file>") for f in report.failures]
+    assert got == [("files", "<file>"), ("metadata", "key 'lisence'"), ("metadata", "key 'name'"),
+                   ("search_space", "key 'search_space.learning_rate'"), ("search_space", "key 'search_space.momentum'")]
+    assert report.failures[0].fix == "copy optimizer.py from submissions/template/"
+
+
+@pytest.mark.parametrize("make", ["missing", "file"])
+def test_validate_a_path_that_is_no_folder_says_to_make_one_not_to_edit_it(tmp_path, make):
+    path = tmp_path / "nonexistent-sub"
+    if make == "file":
+        path.write_text("not a submission")
+    report = validate_submission(path)
+    assert [f.check for f in report.failures] == ["files"]
+    line = report.lines()[0]
+    assert "edit submission.toml" not in line and line.count(" -- fix: ") == 1
+    assert "copying submissions/template/" in line
+    assert ("does not exist" if make == "missing" else "is a file, not a folder") in line
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2 and "edit submission.toml" not in res.output
+    assert "copying submissions/template/" in res.output
+
+
 # --------------------------------------------------------------------------- broken folders
 @pytest.fixture(scope="module")
 def baseline_store(tmp_path_factory) -> Path:

@@ -12,7 +12,8 @@ object::
 Rows are the benchmark's table (``overhead``: one object per optimizer with
 ``optimizer``, ``kind``, ``ms_per_step``, ``ratio_vs_adam``, ``meta_params``); a single
 measurement (``engine``, ``grid-<suite>``) is ``result``. The report's runtime table reads
-``overhead.json`` from this folder.
+``overhead.json`` from this folder. A file gets the mode a plain ``open()`` would give it
+(``0o666`` less the process umask), so others can read a shared folder of results.
 
     >>> import tempfile
     >>> from celo_bench.bench import results
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from celo_bench.errors import CeloBenchError
+from celo_bench.paths import set_new_file_mode
 
 DEFAULT_OUT = Path("benchmarks")
 """Default folder of benchmark results (relative to the working directory)."""
@@ -71,19 +73,37 @@ def write(
     if result is not None:
         payload["result"] = dict(result)
     target = path(out, name)
+    tmp: str | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}-", suffix=".json", dir=target.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if hasattr(os, "fchmod"):
+                set_new_file_mode(f.fileno())  # mkstemp makes it owner-only
             json.dump(payload, f, indent=2, default=str)
             f.write("\n")
         os.replace(tmp, target)
     except OSError as e:
+        _discard(tmp)
         raise CeloBenchError(
             f"cannot write benchmark results to {target.parent}: {e.strerror or e}; pass --out DIR "
             "with a writable folder"
         ) from None
+    except BaseException:
+        _discard(tmp)
+        raise
     return target
+
+
+
+
+def _discard(tmp: str | None) -> None:
+    """Remove the temporary file of a failed write, if any."""
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def read(out: str | os.PathLike, name: str) -> dict[str, Any] | None:

@@ -1,8 +1,12 @@
 """The ``celo-bench bench`` command group; modules add their benchmarks to ``bench_app``."""
 
+from pathlib import Path
+
 import typer
 
 from celo_bench.bench.results import DEFAULT_OUT
+from celo_bench.errors import CeloBenchError
+from celo_bench.paths import unwritable_reason
 
 bench_app = typer.Typer(
     help="Benchmarks of speed (engine, optimizer overhead, a whole grid); results go to "
@@ -10,4 +14,16 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 
-OutOpt = typer.Option(DEFAULT_OUT, "--out", help="Folder of benchmark results (<out>/<benchmark>.json).")
+
+
+def _writable(out: Path) -> Path:
+    """--out is checked as it is parsed: a benchmark never runs only to find it cannot save."""
+    problem = unwritable_reason(out)
+    if problem:
+        raise CeloBenchError(f"cannot write benchmark results to {out}: {problem}; pass --out DIR with a "
+                             "writable folder (nothing was run)")
+    return out
+
+
+OutOpt = typer.Option(DEFAULT_OUT, "--out", callback=_writable,
+                      help="Folder of benchmark results (<out>/<benchmark>.json).")

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from celo_bench.defaults import DEFAULT_RESULTS, DEFAULT_SUITE
+from celo_bench.errors import CeloBenchError
 
 
 class Format(StrEnum):
@@ -27,20 +28,27 @@ OptimizersOpt = typer.Option(None, "--optimizers", "-o", help="Only these optimi
 SeedsOpt = typer.Option(None, "--seeds", min=1, help="Seeds per grid point (default: the suite's).")
 StepsOpt = typer.Option(None, "--steps", min=1, help="Horizon override (default: suite, then task).")
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in log files (a terminal wraps them)
+out = Console(soft_wrap=True)
 
 
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def split_names(values: list[str] | None) -> list[str] | None:
-    """Accept both ``--tasks a --tasks b`` and ``--tasks a,b``."""
+def split_names(values: list[str] | None, option: str = "--tasks/--optimizers") -> list[str] | None:
+    """Accept both ``--tasks a --tasks b`` and ``--tasks a,b``; None when the option is absent.
+
+    Raises:
+      CeloBenchError: the option was given but names nothing (``--tasks ""`` or ``--tasks ,``),
+        which would otherwise silently mean "all".
+    """
     if not values:
         return None
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
-    return out or None
+    if not out:
+        raise CeloBenchError(f"{option} names nothing; leave it out to mean all, or name at least one")
+    return out
 
 
 def results_path(path: Path) -> Path:

@@ -53,7 +53,7 @@ class GridProgress:
             return
         g = self.grid
         stored = g.stored if g else 0
-        skipped = f", {len(g.not_run)} optimizers not run here (see the end)" if g and g.not_run else ""
+        skipped = f", {len(g.not_run)} optimizer{'s' if len(g.not_run) != 1 else ''} not run here (see the end)" if g and g.not_run else ""
         self.console.print(
             f"grid: {self.jobs_total} jobs, {self.runs_total} runs to execute, {stored} already "
             f"stored{skipped}", highlight=False,

@@ -30,7 +30,7 @@ def overhead_command(
     def progress(name: str) -> None:
         console.print(f"compiling {name}...")
 
-    rows = measure(split_names(optimizers), repeats=repeats, unroll=unroll,
+    rows = measure(split_names(optimizers, "--optimizers"), repeats=repeats, unroll=unroll,
                    on_compile=progress if fmt == Format.text else None)
     path = results.write(
         out_dir, "overhead", settings={"repeats": repeats, "unroll": unroll, "task": TITLE},

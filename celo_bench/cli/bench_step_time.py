@@ -31,7 +31,7 @@ def step_time_command(
     def progress(task: str, name: str) -> None:
         console.print(f"compiling {task} / {name}...")
 
-    rows = measure(suite, tasks=split_names(tasks), optimizers_=split_names(optimizers), repeats=repeats,
+    rows = measure(suite, tasks=split_names(tasks, "--tasks"), optimizers_=split_names(optimizers, "--optimizers"), repeats=repeats,
                    unroll=unroll, on_compile=progress if fmt == Format.text else None)
     path = write(rows, out_dir, suite=suite, settings={"repeats": repeats, "unroll": unroll})
     kind, platform = device_kind()

@@ -72,7 +72,7 @@ def prepare_command(
     # deferred: the downloaders (pooch, huggingface_hub) are imported only to prepare data
     from celo_bench.data.prepare import prepare
 
-    wanted = split_names(names) or []
+    wanted = split_names(names, "DATASETS") or []
     if suite:
         wanted += [n for n in _suite_datasets(suite) if n not in wanted]
     if not wanted:

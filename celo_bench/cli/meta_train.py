@@ -16,6 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from celo_bench.cli._common import Format, FormatOpt, console, emit_json, out, split_names
 from celo_bench.errors import CeloBenchError
+from celo_bench.suite import load_registry
+from celo_bench.weights import ENV_FOLDER
 
 
 def _progress() -> Progress:
@@ -65,7 +67,7 @@ def meta_train_command(
     if outer_lr is not None and not outer_lr > 0:
         raise CeloBenchError(f"--outer-lr must be > 0, got {outer_lr}")
     options = dict(phase=phase, preset=preset, init=str(init) if init else None,
-                   outer_iterations=outer_iterations, tasks=split_names(tasks))
+                   outer_iterations=outer_iterations, tasks=split_names(tasks, "--tasks"))
     quiet = fmt == Format.json
     progress, bar = _progress(), {}
 
@@ -75,6 +77,7 @@ def meta_train_command(
             if not progress.live.is_started:
                 progress.start()
             bar["id"] = progress.add_task(label, total=cfg.outer_iterations, loss="…")
+            bar["fresh"] = True
             present, missing = available(cfg.tasks, cfg.image_size)
             absent = f" (no data here: {', '.join(missing)})" if missing else ""
             progress.console.log(f"{label}: tasks {', '.join(present) or 'none'}{absent}, "
@@ -83,6 +86,9 @@ def meta_train_command(
 
     def on_step(done, total, loss):
         if not quiet and "id" in bar:
+            if bar.pop("fresh", False) and done > 1:  # the first step of this session is not step 1
+                progress.console.log(f"resumed from outer step {done - 1} of {total} (a saved run of the "
+                                     "same settings in --out)")
             progress.update(bar["id"], completed=done, loss=f"{loss:.4f}")
 
     try:
@@ -149,8 +155,16 @@ def meta_train_command(
                   f"{result['best']['meta_validation_loss']:.4f})")
     if "installed" in result:
         out.print(f"installed: {result['installed']}")
-    out.print(f"checkpoint: {result['checkpoint']} ({result['label']}); use it with "
-              f"`--checkpoint {Path(result['checkpoint']).parent}`")
+    folder = Path(result["checkpoint"]).parent
+    python = f"in Python: build('{arch}', num_steps=T, checkpoint='{folder}')"
+    installed = Path(result["installed"]) if "installed" in result else None
+    if installed is not None and installed.name in load_registry().optimizers:
+        how = f"run it: {ENV_FOLDER}={installed.parent} celo-bench run -o {installed.name}"
+    elif installed is not None:
+        how = python
+    else:
+        how = f"--install copies it where the benchmark finds it; {python}"
+    out.print(f"checkpoint: {result['checkpoint']} ({result['label']}); {how}")
 
 
 def register(app: typer.Typer) -> None:

@@ -79,13 +79,13 @@ def plan_command(
     if not calibrate:
         calibration.pin_to_host()  # shape tracing only: never touch or preallocate an accelerator
     reg = load_registry()
-    names = split_names(tasks) or list(reg.suite(suite).tasks)
+    names = split_names(tasks, "--tasks") or list(reg.suite(suite).tasks)
     device_backend = calibration.device_backend() if calibrate else None
     backend = backend or device_backend or backend_kind()
     budget = calibration.device_budget() if calibrate and backend == device_backend else _budget(backend, device_memory_gib)
     sizes = calibration.task_sizes(reg.task(n) for n in names)
     p = pricing.price(
-        reg, suite, tasks=split_names(tasks), optimizers=split_names(optimizers), seeds=seeds, steps=steps,
+        reg, suite, tasks=split_names(tasks, "--tasks"), optimizers=split_names(optimizers, "--optimizers"), seeds=seeds, steps=steps,
         data=data, results=results, backend=backend, memory_budget=budget, sizes=sizes,
         steps_strategy=steps_strategy, runs_strategy=runs_strategy,
     )

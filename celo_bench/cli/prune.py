@@ -27,7 +27,7 @@ def prune_command(
     fmt=FormatOpt,
 ) -> None:
     """Move records that no current suite plans (old specs, grids or versions) to <results>/.pruned/."""
-    res = prune(results_path(results), suites=split_names(suites), dry_run=dry_run)
+    res = prune(results_path(results), suites=split_names(suites, "--suite"), dry_run=dry_run)
     counts = res.counts()
     if fmt.value == "json":
         emit_json({

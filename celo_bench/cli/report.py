@@ -12,6 +12,8 @@ import typer
 from celo_bench.aggregate import DEFAULT_REPS, DEFAULT_SEED
 from celo_bench.cli._common import FormatOpt, ResultsOpt, SuiteOpt, console, emit_json, results_path
 from celo_bench.cli._plan_options import CoverageRuleOpt, PlanSeedsOpt, PlanStepsOpt
+from celo_bench.cli._reporting import check_out_writable
+from celo_bench.defaults import report_dir
 from celo_bench.errors import CeloBenchError
 from celo_bench.report import embed, write_report
 from celo_bench.runner import RunConfig, plan_run
@@ -20,7 +22,7 @@ from celo_bench.runner import RunConfig, plan_run
 def report_command(
     suite: str = SuiteOpt,
     results: Path = ResultsOpt,
-    out: Path = typer.Option(Path("reports"), "--out", "-o", help="Report folder."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report folder (default: reports/<suite>)."),
     reps: int = typer.Option(DEFAULT_REPS, "--reps", min=1, help="Bootstrap repetitions (rliable default: 50000)."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Bootstrap seed."),
     embed_into: Path = typer.Option(
@@ -33,6 +35,8 @@ def report_command(
     fmt=FormatOpt,
 ) -> None:
     """Write leaderboard.md, index.html, figures (PNG/PDF) and tables (CSV/MD/TeX) to --out."""
+    out = out or report_dir(suite)
+    check_out_writable(out)  # before the scoring and the bootstrap, not after them
     t0 = time.perf_counter()
     command = "celo-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     planned = plan_run(RunConfig(suite=suite, results=results_path(results), steps=steps, seeds=seeds))

@@ -22,6 +22,7 @@ from celo_bench.cli._common import (
 )
 from celo_bench.cli._progress import GridProgress, print_not_run
 from celo_bench.cli._reporting import check_out_writable, write_report_if_stale
+from celo_bench.defaults import report_dir as default_report_dir
 from celo_bench.execute import EXECUTORS, EngineSettings
 from celo_bench.runner import RunConfig, run, status
 
@@ -46,12 +47,13 @@ def run_command(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-execute runs recorded as failed."),
     data: str = typer.Option("real", "--data", help="real | synthetic: random stand-ins of the same shapes (no download; stored in results-synthetic/, never scored)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the grid is done."),
-    reports_dir: Path = typer.Option(Path("reports"), "--out", help="Report folder."),
+    reports_dir: Path = typer.Option(None, "--out", help="Report folder (default: reports/<suite>)."),
     fmt=FormatOpt,
 ) -> None:
     """Run the evaluation grid of a suite; only runs missing from the store are executed."""
+    reports_dir = reports_dir or default_report_dir(suite)
     config = RunConfig(
-        suite=suite, tasks=split_names(tasks), optimizers=split_names(optimizers), seeds=seeds,
+        suite=suite, tasks=split_names(tasks, "--tasks"), optimizers=split_names(optimizers, "--optimizers"), seeds=seeds,
         steps=steps, results=results, executor=executor, address=address, retry_failed=retry_failed, data=data,
         engine=EngineSettings(steps_strategy=steps_strategy, runs_strategy=runs_strategy,
                               xla_opt_level=xla_opt_level, parallel_jobs=jobs),

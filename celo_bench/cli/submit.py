@@ -17,6 +17,7 @@ from celo_bench.cli._common import (
     results_path,
 )
 from celo_bench.cli._reporting import check_out_writable
+from celo_bench.defaults import report_dir
 
 EXIT_INVALID = 2
 TimeoutOpt = typer.Option(
@@ -88,7 +89,7 @@ def submit_command(
     path: Path = typer.Argument(..., help="Submission folder (submission.toml + optimizer.py)."),
     suite: str = SuiteOpt,
     results: Path = ResultsOpt,
-    reports_dir: Path = typer.Option(Path("reports"), "--out", help="Report folder (leaderboard.md, ...)."),
+    reports_dir: Path = typer.Option(None, "--out", help="Report folder (default: reports/<suite>)."),
     steps: int = typer.Option(None, "--steps", min=1, help="Horizon override (must match the stored baselines)."),
     seeds: int = typer.Option(None, "--seeds", min=1, help="Seeds override (must match the stored baselines)."),
     run_baselines: bool = typer.Option(
@@ -111,6 +112,7 @@ def submit_command(
     from celo_bench.submission import SubmissionInvalid, submit
 
     quiet = fmt.value == "json"
+    reports_dir = reports_dir or report_dir(suite)
     if report:
         check_out_writable(reports_dir)  # before any training, not after it
 

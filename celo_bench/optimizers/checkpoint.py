@@ -183,7 +183,7 @@ def load_for_spec(
     data = found.path.read_bytes()
     for want in (found.expected_sha256, sha256):
         if want:
-            verify_sha256(data, want, origin=str(found.path))
+            verify_sha256(data, want, origin=str(found.path), fix=found.mismatch_fix())
     return match(template, decode(data, origin=str(found.path)), origin=str(found.path))
 
 

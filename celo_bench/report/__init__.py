@@ -43,6 +43,7 @@ from celo_bench.aggregate import DEFAULT_COVERAGE_RULE
 from celo_bench.bench.results import DEFAULT_OUT as BENCH_DIR
 from celo_bench.compare import Comparison, compare
 from celo_bench.errors import CeloBenchError
+from celo_bench.paths import unwritable_reason
 from celo_bench.report import figures as F
 from celo_bench.report import html, tables
 from celo_bench.report.leaderboard import embed, leaderboard_markdown
@@ -290,6 +291,7 @@ def write_scored_report(
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
     except OSError as e:
-        raise CeloBenchError(f"cannot write the report to {out}: {e.strerror or e}; the old report, if any, is "
+        raise CeloBenchError(f"cannot write the report to {out}: {unwritable_reason(out) or e.strerror or e}; "
+                             "the old report, if any, is "
                              "unchanged: choose a writable --out") from e
     return out

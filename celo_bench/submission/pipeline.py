@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from celo_bench import optimizers
+from celo_bench.defaults import report_dir
 from celo_bench.errors import CeloBenchError
 from celo_bench.execute import EngineSettings, RunSummary
 from celo_bench.plan import Job
@@ -167,7 +168,7 @@ def submit(
     *,
     suite: str,
     results: Path,
-    out: Path | None = Path("reports"),
+    out: Path | None | Literal["per-suite"] = "per-suite",
     steps: int | None = None,
     seeds: int | None = None,
     run_baselines: bool = False,
@@ -187,8 +188,8 @@ def submit(
     ``celo-bench run``. With `run_baselines`, the suite's missing baseline runs train in
     the same call; learned baselines whose checkpoint is unavailable are not run (and not
     stored) and a note says why. Nothing is written to `results` unless validation passed
-    and the reference's runs are available (or `run_baselines`). `out=None` skips the
-    report.
+    and the reference's runs are available (or `run_baselines`). The report goes to `out`
+    (default ``"per-suite"``: ``reports/<suite>``); `out=None` skips it.
 
     Raises:
         SubmissionInvalid: the submission failed validation (``.report`` lists why).
@@ -200,6 +201,8 @@ def submit(
     from celo_bench.results import score_results
 
     reps = reps or DEFAULT_REPS
+    if out == "per-suite":
+        out = report_dir(suite)
     report = validate_submission(folder, timeout=timeout)
     if not report.ok:
         raise SubmissionInvalid(report)

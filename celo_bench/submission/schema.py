@@ -6,8 +6,10 @@ A submission is a folder with two files (see ``submissions/template/``)::
                       and for learned optimizers a checkpoint and a meta-training card
     optimizer.py      one factory, ``make_optimizer``, returning an optax transformation
 
-Parsing executes no code from the folder: it only reads TOML. Every error is a
-:class:`~celo_bench.errors.SpecError` naming the file and the key, with the fix.
+Parsing executes no code from the folder: it only reads TOML. Every problem is a
+:class:`~celo_bench.errors.SpecError` naming the file and the key, with the fix; a folder
+with several problems raises them all at once (:class:`SubmissionProblems`), so one
+``celo-bench validate`` lists every missing or invalid key.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired
@@ -24,7 +27,7 @@ import pydantic
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from celo_bench._schema import SPEC_CONFIG, FiniteFloat, KeyProblem, build, describe, read_toml
+from celo_bench._schema import SPEC_CONFIG, FiniteFloat, KeyProblem, describe, read_toml
 from celo_bench.errors import SpecError
 
 TOML_NAME = "submission.toml"
@@ -34,6 +37,43 @@ KINDS = ("handcrafted", "learned")
 MAX_POINTS = 64
 """Largest search space (grid points): every point is trained on every task and seed."""
 TEMPLATE_HINT = "see submissions/template/submission.toml"
+
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+
+
+class KeyProblems(KeyProblem):
+    """Several :class:`KeyProblem` of one table at once (a validator that checks every key).
+
+    Where one problem is expected it reads as the first (its ``key`` and ``problem``);
+    :func:`parse_submission` reports each of ``problems``.
+    """
+
+    def __init__(self, problems: Sequence[KeyProblem]):
+        super().__init__(problems[0].key, problems[0].problem)
+        self.problems = tuple(problems)
+
+
+class SubmissionProblems(SpecError):
+    """Every problem found in a submission folder, one :class:`SpecError` each (file order).
+
+    Its own ``path``, ``key`` and ``problem`` are those of the first, for callers that
+    expect one SpecError; its message lists them all, separated by ``; ``.
+    """
+
+    def __init__(self, problems: Sequence[SpecError]):
+        first = problems[0]
+        super().__init__(first.path, first.key, first.problem)
+        self.problems = tuple(problems)
+        self.args = ("; ".join(str(p) for p in self.problems),)
+
+
+def _raise_all(problems: list[KeyProblem]) -> None:
+    """Raise the collected problems of one validator (nothing when there are none)."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise KeyProblems(problems)
+
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -128,7 +168,13 @@ def _space(table: Any) -> dict[str, tuple[float, ...]]:
     if not isinstance(table, dict):
         raise KeyProblem("", f"must be a table of hyper-parameter = [points] or {{ low, high, num }}, "
                          f"got {table!r}")
-    space = {name: _axis(name, value) for name, value in table.items()}
+    space, problems = {}, []
+    for name, value in table.items():
+        try:
+            space[name] = _axis(name, value)
+        except KeyProblem as e:
+            problems.append(e)
+    _raise_all(problems)
     n = math.prod(len(v) for v in space.values())
     if n > MAX_POINTS:
         raise KeyProblem("", f"has {n} points, more than {MAX_POINTS}; every point is trained on "
@@ -137,11 +183,13 @@ def _space(table: Any) -> dict[str, tuple[float, ...]]:
 
 
 def _defaults(table: dict[str, Any]) -> dict[str, Any]:
+    problems = []
     for k, v in table.items():
         if not k.isidentifier():
-            raise KeyProblem(k, "is not a Python identifier (a keyword of make_optimizer)")
-        if not isinstance(v, bool | int | float | str):
-            raise KeyProblem(k, f"must be a number, bool or string, got {type(v).__name__}")
+            problems.append(KeyProblem(k, "is not a Python identifier (a keyword of make_optimizer)"))
+        elif not isinstance(v, bool | int | float | str):
+            problems.append(KeyProblem(k, f"must be a number, bool or string, got {type(v).__name__}"))
+    _raise_all(problems)
     return table
 
 
@@ -183,20 +231,19 @@ class Submission:
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> Submission:
-        for k in self.search_space:
-            if k in self.defaults:
-                raise KeyProblem(f"search_space.{k}", "is also set in [defaults]; tune it or fix it, not both")
+        problems = [KeyProblem(f"search_space.{k}", "is also set in [defaults]; tune it or fix it, not both")
+                    for k in self.search_space if k in self.defaults]
         if self.learned:
             if not self.checkpoint:
-                raise KeyProblem("checkpoint", "learned submissions need a [checkpoint] table with "
-                                 f"source and sha256; {TEMPLATE_HINT}")
+                problems.append(KeyProblem("checkpoint", "learned submissions need a [checkpoint] table with "
+                                           f"source and sha256; {TEMPLATE_HINT}"))
             if not self.meta_training:
-                raise KeyProblem("meta_training", "learned submissions need a [meta_training] card "
-                                 f"with tasks and compute; {TEMPLATE_HINT}")
+                problems.append(KeyProblem("meta_training", "learned submissions need a [meta_training] card "
+                                           f"with tasks and compute; {TEMPLATE_HINT}"))
         else:
-            for key in ("checkpoint", "meta_training"):
-                if getattr(self, key):
-                    raise KeyProblem(key, 'is only for kind = "learned"; remove it or change kind')
+            problems += [KeyProblem(key, 'is only for kind = "learned"; remove it or change kind')
+                         for key in ("checkpoint", "meta_training") if getattr(self, key)]
+        _raise_all(problems)
         return self
 
     @property
@@ -239,21 +286,55 @@ def parse_search_space(path: Path, table: Any) -> dict[str, tuple[float, ...]]:
 def parse_submission(folder: str | Path) -> Submission:
     """Read and validate ``folder/submission.toml``.
 
+    Every problem is reported, not only the first: each missing file, and each missing,
+    unknown or invalid key of ``submission.toml``.
+
     Raises:
-        SpecError: a missing file or key, a wrong type, a malformed search space, a
-            checkpoint table on a hand-crafted submission (or none on a learned one).
+        SubmissionProblems: (a :class:`SpecError`, one per problem in ``problems``) the
+            path is not a folder (key ``<folder>``), a file is missing or not valid TOML
+            (key ``<file>``), a key is missing, unknown or of a wrong type, the search space
+            is malformed, a checkpoint table is on a hand-crafted submission (or none is on
+            a learned one).
     """
     folder = Path(folder).expanduser().resolve()
     if folder.is_file() and folder.name in (TOML_NAME, CODE_NAME):
         folder = folder.parent  # the user pointed at a file of the submission
-    path = folder / TOML_NAME
     if not folder.is_dir():
-        raise SpecError(folder, "<folder>", "is not a folder; a submission is a folder holding "
-                        f"{TOML_NAME} and {CODE_NAME} (copy submissions/template/)")
-    for required in (TOML_NAME, CODE_NAME):
-        if not (folder / required).is_file():
-            raise SpecError(folder / required, "<file>", "is missing; copy it from submissions/template/")
-    return build(Submission, path, read_toml(path), folder=folder)
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise SubmissionProblems([SpecError(folder, "<folder>", f"{what}; a submission is a folder holding "
+                                            f"{TOML_NAME} and {CODE_NAME}")])
+    problems = [SpecError(folder / name, "<file>", "is missing") for name in (TOML_NAME, CODE_NAME)
+                if not (folder / name).is_file()]
+    sub = None
+    if (folder / TOML_NAME).is_file():
+        try:
+            sub, found = _metadata(folder / TOML_NAME, read_toml(folder / TOML_NAME), folder)
+        except SpecError as e:  # not valid TOML, or unreadable
+            found = [e]
+        problems += found
+    if problems or sub is None:
+        raise SubmissionProblems(problems)
+    return sub
+
+
+def _metadata(path: Path, table: dict[str, Any], folder: Path) -> tuple[Submission | None, list[SpecError]]:
+    """The submission of `table` (``path``'s keys), or None, and every problem found."""
+    problems = []
+    if "folder" in table:  # filled in from where the file is, never written
+        problems.append(SpecError(path, "folder", "unknown key; it is set by celo-bench, remove it"))
+        table = {k: v for k, v in table.items() if k != "folder"}
+    try:
+        return Submission(**table, folder=folder), problems
+    except ValidationError as e:
+        # a misspelt key first: "lisence" also makes "license" missing, the typo is the news
+        for err in sorted(e.errors(), key=lambda x: x["type"] not in _UNKNOWN):
+            cause = (err.get("ctx") or {}).get("error")
+            for one in cause.problems if isinstance(cause, KeyProblems) else [cause]:
+                single = {**err, "ctx": {**err["ctx"], "error": one}} if one is not None else err
+                key, problem = describe(Submission, ValidationError.from_exception_data(e.title, [single]),
+                                        {"folder"})
+                problems.append(SpecError(path, key or "<file>", problem))
+        return None, problems
 
 
 def check_points(sub: Submission) -> list[dict[str, float]]:

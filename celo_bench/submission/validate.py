@@ -71,19 +71,28 @@ class SubmissionInvalid(CeloBenchError):
 
 
 def _spec_failure(e: SpecError) -> Failure:
+    """One problem of the folder or its metadata as a failure, with the fix that suits it."""
+    if e.key == "<folder>":  # nothing to edit yet: the fix is to point at, or make, a folder
+        fix = ("pass the folder that holds them, or create one by copying submissions/template/"
+               if Path(e.path).exists() else
+               f"create it by copying submissions/template/ (cp -r submissions/template {e.path}), "
+               "or pass the path of an existing submission folder")
+        return Failure("files", f"{e.path} {e.problem}", fix)
+    if e.key == "<file>":
+        name = Path(e.path).name
+        fix = (f"copy {name} from submissions/template/" if e.problem == "is missing"
+               else f"edit {name}; {TEMPLATE_HINT}")
+        return Failure("files", f"{e.path} {e.problem}", fix)
     check = "search_space" if e.key.startswith("search_space") else (
         "checkpoint" if e.key.startswith("checkpoint") else "metadata")
-    if e.key in ("<file>", "<folder>"):
-        check = "files"
-    return Failure(check, f"{e.path}: key '{e.key}': {e.problem}" if e.key not in ("<file>", "<folder>")
-                   else f"{e.path} {e.problem}", f"edit submission.toml; {TEMPLATE_HINT}")
+    return Failure(check, f"{e.path}: key '{e.key}': {e.problem}", f"edit submission.toml; {TEMPLATE_HINT}")
 
 
 def _metadata(folder: Path, report: Report) -> Submission | None:
     try:
         sub = parse_submission(folder)
-    except SpecError as e:
-        report.failures.append(_spec_failure(e))
+    except SpecError as e:  # every problem, one failure each
+        report.failures += [_spec_failure(p) for p in getattr(e, "problems", (e,))]
         return None
     report.passed += ["metadata", "search_space"]
     report.source_sha256 = source_sha256(sub.folder)

@@ -50,14 +50,22 @@ class WeightsUnavailable(CheckpointError):
         super().__init__(f"optimizer '{name}': {reason}; fix: {fix}")
 
 
-def verify_sha256(data: bytes, expected: str, *, origin: str) -> None:
+def verify_sha256(data: bytes, expected: str, *, origin: str, fix: str | None = None) -> None:
+    """Raise :class:`CheckpointError` if `data`'s sha256 is not `expected` (hex, any case).
+
+    `origin` names the file in the message; `fix` says what to do (default: delete it and fetch
+    it again, or give one's own file).
+    """
     got = hashlib.sha256(data).hexdigest()
     if got.lower() != expected.lower():
         raise CheckpointError(
             f"{origin}: sha256 {got} does not match the expected {expected}; the file is "
-            "corrupt or a different checkpoint. Delete it and fetch it again, or give your "
-            "own file explicitly with build(NAME, checkpoint=PATH)."
+            f"corrupt or a different checkpoint. {fix or _MISMATCH_FIX}"
         )
+
+
+_MISMATCH_FIX = ("Delete it and fetch it again, or give your own file explicitly with "
+                 "build(NAME, checkpoint=PATH).")
 
 
 def _parse_hf(uri: str) -> tuple[str, str]:
@@ -158,8 +166,19 @@ class Located:
         """The sha256 of the file's bytes (hex), verified against ``expected_sha256``."""
         data = self.path.read_bytes()
         if self.expected_sha256:
-            verify_sha256(data, self.expected_sha256, origin=str(self.path))
+            verify_sha256(data, self.expected_sha256, origin=str(self.path), fix=self.mismatch_fix())
         return hashlib.sha256(data).hexdigest()
+
+    def mismatch_fix(self) -> str | None:
+        """What to do when this file's hash is wrong, by where it was found (None: the default)."""
+        if self.origin == "env":
+            return (f"It was found through ${ENV_FOLDER}: replace it there, or unset {ENV_FOLDER} to use "
+                    "the weights that ship with the package or come from the hub.")
+        if self.origin == "package":
+            return "The copy inside the installed package is damaged: reinstall celo-bench."
+        if self.origin == "hub":
+            return "Delete it from the Hugging Face cache; it downloads again where the network allows."
+        return None
 
 
 def _explicit(spec, text: str) -> Located:
