@@ -196,6 +196,32 @@ def test_each_suite_reports_into_its_own_folder_by_default(tmp_path):
     assert f"report: {Path('reports') / 'smoke'}" in res.stderr
 
 
+@pytest.mark.parametrize("selection,message", [
+    (["--tasks", "smoke_digits_mlpp"], "Did you mean 'smoke_digits_mlp'"),
+    (["--tasks", "quick_digits_mlp"], "is not in suite 'smoke'"),
+    (["--optimizers", "adamm"], "Did you mean 'adam'"),
+    (["--optimizers", ","], "--optimizers names nothing"),
+])
+def test_a_bad_selection_is_one_line_and_creates_nothing(tmp_path, selection, message):
+    res = _cli("run", "--suite", "smoke", *selection, "--results", str(tmp_path / "r"), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_status_counts_a_grid_run_with_other_steps_and_seeds(tmp_path):
+    args = ["--suite", "smoke", "--tasks", "smoke_digits_mlp", "--steps", "10", "--seeds", "1",
+            "--results", str(tmp_path / "r")]
+    assert _cli("run", *args, "--no-report").returncode == 0
+    same = _cli("status", "--suite", "smoke", "--results", str(tmp_path / "r"), "--steps", "10", "--seeds", "1",
+                "--format", "json")
+    assert same.returncode == 0, same.stderr
+    st = json.loads(same.stdout)
+    assert st["tasks"]["smoke_digits_mlp"]["done"] == st["tasks"]["smoke_digits_mlp"]["total"] > 0
+    default = json.loads(_cli("status", "--suite", "smoke", "--results", str(tmp_path / "r"), "--format", "json").stdout)
+    assert default["done"] == 0  # the suite's own horizon and seeds: none of those runs is stored
+
+
 def test_progress_lines_without_a_terminal(tmp_path):
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / ".gitkeep").touch()  # the placeholder a checkout's reports/ may hold

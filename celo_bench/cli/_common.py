@@ -27,6 +27,12 @@ TasksOpt = typer.Option(None, "--tasks", "-t", help="Only these tasks (repeat or
 OptimizersOpt = typer.Option(None, "--optimizers", "-o", help="Only these optimizers.")
 SeedsOpt = typer.Option(None, "--seeds", min=1, help="Seeds per grid point (default: the suite's).")
 StepsOpt = typer.Option(None, "--steps", min=1, help="Horizon override (default: suite, then task).")
+PlanStepsOpt = typer.Option(
+    None, "--steps", min=1, help="The horizon the grid was run with (`run --steps`; default: suite, then task).",
+)
+PlanSeedsOpt = typer.Option(
+    None, "--seeds", min=1, help="Seeds per grid point the grid was run with (default: the suite's).",
+)
 
 console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in log files (a terminal wraps them)
 out = Console(soft_wrap=True)

@@ -11,6 +11,8 @@ from rich.table import Table
 from celo_bench.cli._common import (
     FormatOpt,
     OptimizersOpt,
+    PlanSeedsOpt,
+    PlanStepsOpt,
     ResultsOpt,
     SeedsOpt,
     StepsOpt,
@@ -102,9 +104,10 @@ def run_command(
         console.print(f"report: {report_dir}")
 
 
-def status_command(suite: str = SuiteOpt, results: Path = ResultsOpt, fmt=FormatOpt) -> None:
+def status_command(suite: str = SuiteOpt, results: Path = ResultsOpt, steps: int = PlanStepsOpt,
+                   seeds: int = PlanSeedsOpt, fmt=FormatOpt) -> None:
     """How much of a suite's grid is stored: total, done, missing, failed, diverged."""
-    st = status(RunConfig(suite=suite, results=results))
+    st = status(RunConfig(suite=suite, results=results, steps=steps, seeds=seeds))
     if fmt.value == "json":
         emit_json(st)
         return
