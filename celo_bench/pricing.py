@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from celo_bench import plan
+from celo_bench import inputs, plan
 from celo_bench.data import RECIPES
 from celo_bench.data.synthetic import is_synthetic, real_name
 from celo_bench.errors import CeloBenchError
@@ -237,7 +237,11 @@ def checkpoint_status(jobs: Sequence[plan.Job]) -> list[dict[str, Any]]:
         runs = sum(len(j.runs) for j in jobs if j.optimizer.name == spec.name)
         row: dict[str, Any] = {"optimizer": spec.name, "source": spec.checkpoint.get("source", ""), "runs": runs}
         if job.unavailable:
-            row |= {"present": False, "reason": job.unavailable, "command": fetch_command(spec.checkpoint)}
+            w = inputs.weights_input(spec)
+            # a file that is there but wrong (bad hash, not msgpack) carries its own fix in the reason
+            wrong = bool(w and w.reason and not w.fix)
+            row |= {"present": False, "reason": (w.reason if w and w.reason else job.unavailable),
+                    "command": "" if wrong else fetch_command(spec.checkpoint)}
         else:
             row |= {"present": True, "origin": job.provenance.get("weights_origin"),
                     "path": job.checkpoint, "command": ""}

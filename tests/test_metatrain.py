@@ -267,6 +267,14 @@ def test_bad_arguments_give_clear_errors(args, message, tmp_path):
     assert not (tmp_path / "o" / "theta.state").exists()
 
 
+def test_a_misspelt_learned_optimizer_is_matched_among_learned_ones_only(tmp_path):
+    res = _cli(["celoo", "--out", str(tmp_path / "o")])
+    said = str(res.exception)
+    assert "unknown learned optimizer 'celoo'. Did you mean 'celo'?" in said
+    known = said.split("Known: ")[1].split(", ")
+    assert "velo_s" in known and "adam" not in known and "sgd" not in known
+
+
 def test_unwritable_out_or_weights_folder_is_one_line_before_training(tmp_path, monkeypatch):
     from celo_bench.optimizers import checkpoint as ck
 

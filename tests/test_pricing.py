@@ -158,6 +158,15 @@ def test_missing_weights_name_their_commands(reg, tmp_path, monkeypatch, fresh_i
     assert velo["runs"] == 3
     missing_runs = sum(c["runs"] for c in rows.values() if not c["present"])
     assert p.counts["runs_without_weights"] == missing_runs
+    # a file that is there but wrong: its own reason and fix, not a download command
+    (tmp_path / "ck" / "celo").mkdir(parents=True)
+    (tmp_path / "ck" / "celo" / "theta.state").write_bytes(b"not the published weights")
+    monkeypatch.setenv("CELO_BENCH_CHECKPOINTS", str(tmp_path / "ck"))
+    inputs.clear()
+    p = pricing.price(reg, "paper", tasks=["ImageMLP_FashionMnist_Relu128x128"], results=tmp_path)
+    celo = next(c for c in p.checkpoints if c["optimizer"] == "celo")
+    assert not celo["present"] and celo["command"] == ""
+    assert "does not match" in celo["reason"] and "found through $CELO_BENCH_CHECKPOINTS" in celo["reason"]
 
 
 def test_projection_arithmetic(reg, tmp_path):

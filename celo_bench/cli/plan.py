@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from celo_bench.cli._common import (
@@ -138,7 +139,8 @@ def _print(p: Any) -> None:
     out.print(f"  learned-optimizer weights: {len(p.checkpoints) - len(gone)} present, {len(gone)} missing "
               f"({c['runs_without_weights']:,} runs would be skipped)")
     for k in gone:
-        out.print(f"    [yellow]missing[/] {k['optimizer']} ({k['runs']} runs)\n      fetch: {k['command']}")
+        fix = f"\n      fix: {escape(k['command'])}" if k["command"] else ""
+        out.print(f"    [yellow]not available[/] {k['optimizer']} ({k['runs']} runs): {escape(k['reason'])}{fix}")
     if p.projection:
         pr = p.projection
         out.print(f"  projected on {pr['device']} ({pr['platform']}): {_hours(pr['seconds'])} "

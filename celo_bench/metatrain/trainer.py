@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from celo_bench.errors import CeloBenchError, CheckpointError
+from celo_bench.errors import CeloBenchError, CheckpointError, UnknownNameError
 from celo_bench.metatrain import artifacts
 from celo_bench.metatrain.config import MetaTrainConfig, validate
 from celo_bench.metatrain.pes import TruncatedPES
@@ -67,10 +67,12 @@ class RunResult:
 
 
 def learned_entry(arch: str):
-    """The registry entry of a learned optimizer, or a clear error."""
+    """The registry entry of a learned optimizer, or a clear error (names only learned ones)."""
+    learned = sorted(n for n, e in FACTORIES.items() if e.learned and e.init_meta_params)
+    if arch not in FACTORIES:
+        raise UnknownNameError("learned optimizer", arch, learned)
     entry = factory(arch)
     if not entry.learned or entry.init_meta_params is None:
-        learned = sorted(n for n, e in FACTORIES.items() if e.learned and e.init_meta_params)
         raise CeloBenchError(
             f"'{arch}' is not a learned optimizer and has no meta-parameters to train; "
             f"choose one of: {', '.join(learned)}"
