@@ -392,7 +392,6 @@ class Store:
         return n
 
 
-
 def write_error(what: str, e: OSError, path: Path | None = None) -> StoreWriteError:
     """The one-line :class:`StoreWriteError` for an OSError met while doing `what`."""
     return StoreWriteError(what, _reason(e), path=path)
@@ -404,10 +403,6 @@ def _listing(folder: Path, problems: list[BadFile]) -> list[Path]:
     except OSError as e:
         problems.append(BadFile(folder, f"folder cannot be listed: {_reason(e)}"))
         return []
-
-
-
-
 
 
 def _tmp_prefix() -> str:

@@ -95,8 +95,6 @@ def write(
     return target
 
 
-
-
 def _discard(tmp: str | None) -> None:
     """Remove the temporary file of a failed write, if any."""
     if tmp is not None:
