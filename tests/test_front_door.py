@@ -296,7 +296,6 @@ def test_unwritable_folder_is_one_line_and_nothing_runs(tmp_path, flag):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.parquet"))
 
 
-
 @pytest.mark.parametrize("args", [
     ["bench", "grid", "--suite", "smoke", "--steps", "10", "--seeds", "1"],
     ["report", "--suite", "smoke"],

@@ -15,7 +15,6 @@ bench_app = typer.Typer(
 )
 
 
-
 def _writable(out: Path) -> Path:
     """--out is checked as it is parsed: a benchmark never runs only to find it cannot save."""
     problem = unwritable_reason(out)
