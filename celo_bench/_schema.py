@@ -2,7 +2,7 @@
 
 The spec models (:mod:`celo_bench.suite`, :mod:`celo_bench.submission.schema`) are frozen
 pydantic dataclasses declaring types, defaults, ranges and allowed values; this module
-reads TOML and turns pydantic's first error into one :class:`~celo_bench.errors.SpecError`
+reads TOML and turns each pydantic error into one :class:`~celo_bench.errors.SpecError`
 line whose key is the error's location (``grids.adam.learning_rate``, ``tasks[0]``).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -40,6 +40,26 @@ class KeyProblem(ValueError):
         self.key, self.problem = key, problem
 
 
+class KeyProblems(KeyProblem):
+    """Several :class:`KeyProblem` at once, from a validator that checks every key.
+
+    Where one problem is expected it reads as the first (its ``key`` and ``problem``);
+    :func:`describe_all` reports each of ``problems``.
+    """
+
+    def __init__(self, problems: Sequence[KeyProblem]):
+        super().__init__(problems[0].key, problems[0].problem)
+        self.problems = tuple(problems)
+
+
+def raise_all(problems: Sequence[KeyProblem]) -> None:
+    """Raise a validator's collected problems: the one, or all as :class:`KeyProblems`."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise KeyProblems(problems)
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file, turning syntax errors into a SpecError that names the file."""
     try:
@@ -56,16 +76,27 @@ def build(model: type[M], path: Path | str, table: Any, prefix: str = "", /, **e
 
     `prefix` is the dotted key of `table` inside its file (``checkpoint`` for a sub-table).
     """
+    built, problems = collect(model, path, table, prefix, **extra)
+    if problems:
+        raise problems[0]
+    return built
+
+
+def collect(model: type[M], path: Path | str, table: Any, prefix: str = "", /,
+            **extra: Any) -> tuple[M | None, list[SpecError]]:
+    """``(model(**table, **extra), [])``, or ``(None, problems)`` with one SpecError per problem
+    (a misspelt key first; keys in `extra` are filled in by the loader, never written)."""
     if not isinstance(table, Mapping):
-        raise SpecError(path, prefix or "<file>", f"expected a table, got {type(table).__name__} {table!r}")
-    for key in extra:
-        if key in table:  # filled in by the loader (e.g. the file's own path), never written
-            raise SpecError(path, _join(prefix, key), "unknown key; it is set by celo-bench, remove it")
+        return None, [SpecError(path, prefix or "<file>", f"expected a table, got {type(table).__name__} {table!r}")]
+    problems = [SpecError(path, _join(prefix, key), "unknown key; it is set by celo-bench, remove it")
+                for key in extra if key in table]
     try:
-        return model(**table, **extra)
+        built = model(**{k: v for k, v in table.items() if k not in extra}, **extra)
     except ValidationError as e:
-        key, problem = describe(model, e, hidden=set(extra))
-        raise SpecError(path, _join(prefix, key) or "<file>", problem) from None
+        problems += [SpecError(path, _join(prefix, key) or "<file>", problem)
+                     for key, problem in describe_all(model, e, hidden=set(extra))]
+        return None, problems
+    return (None, problems) if problems else (built, [])
 
 
 def _join(*parts: str) -> str:
@@ -108,12 +139,27 @@ _TYPE_NAMES = {"int_type": "int", "float_type": "float", "string_type": "str", "
 
 def describe(model: Any, err: ValidationError, hidden: set[str] = frozenset()) -> tuple[str, str]:
     """(dotted key, one-line problem) of the first error of `err` (`hidden`: keys not to suggest)."""
-    # a misspelt key first: "batchsize" also makes "batch_size" missing, the typo is the news
-    e = sorted(err.errors(), key=lambda x: x["type"] not in _UNKNOWN)[0]
+    return describe_all(model, err, hidden)[0]
+
+
+def describe_all(model: Any, err: ValidationError, hidden: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """(dotted key, one-line problem) of every error of `err`, a misspelt key first (it also makes
+    the intended key missing: the typo is the news); a :class:`KeyProblems` gives one per problem."""
+    out = []
+    for e in sorted(err.errors(), key=lambda x: x["type"] not in _UNKNOWN):
+        cause = (e.get("ctx") or {}).get("error")
+        if e["type"] == "value_error" and isinstance(cause, KeyProblem):
+            key = _dotted(e["loc"])
+            out += [(_join(key, k.key), k.problem)
+                    for k in (cause.problems if isinstance(cause, KeyProblems) else [cause])]
+        else:
+            out.append(_describe_one(model, e, hidden))
+    return out
+
+
+def _describe_one(model: Any, e: Mapping[str, Any], hidden: set[str]) -> tuple[str, str]:
     kind, loc, ctx, value = e["type"], e["loc"], e.get("ctx") or {}, e.get("input")
     key = _dotted(loc)
-    if kind == "value_error" and isinstance(ctx.get("error"), KeyProblem):
-        return _join(key, ctx["error"].key), ctx["error"].problem
     if kind in ("missing", "missing_keyword_argument", "missing_argument"):
         return key, "is required but missing"
     if kind in _UNKNOWN:

@@ -7,6 +7,8 @@ import functools
 import os
 from pathlib import Path
 
+from celo_bench.errors import CeloBenchError
+
 
 def unwritable_reason(folder: str | Path) -> str | None:
     """Why `folder` could not be created or written, or None if it seems it could (creates nothing).
@@ -25,6 +27,18 @@ def unwritable_reason(folder: str | Path) -> str | None:
             return f"no permission to write in {here}"
         return None
     return None
+
+
+def require_writable(folder: str | Path, what: str, fix: str) -> None:
+    """Raise ``"<what> <folder> cannot be written: <why>; <fix>"`` now if :func:`unwritable_reason`
+    finds a reason (creates nothing).
+
+    Raises:
+      CeloBenchError: names the folder, what blocks it, and `fix`.
+    """
+    problem = unwritable_reason(folder)
+    if problem:
+        raise CeloBenchError(f"{what} {folder} cannot be written: {problem}; {fix}")
 
 
 @functools.cache

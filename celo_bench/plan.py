@@ -88,14 +88,16 @@ def grid_points(grid: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
     return [dict(zip(names, vals, strict=True)) for vals in itertools.product(*(grid[n] for n in names))]
 
 
-def check_tasks(reg: Registry, suite: SuiteSpec, tasks: Sequence[str] | None) -> None:
-    """Raise one line if a task of `tasks` is unknown or not one of `suite`'s tasks.
+def check_selection(reg: Registry, suite: SuiteSpec, tasks: Sequence[str] | None,
+                    optimizers: Sequence[str] | None) -> None:
+    """Raise one line for an unknown task or optimizer, or a task that is not one of `suite`'s.
 
     A suite's report scores its own tasks only, so runs of another task under its name would
-    be stored but never scored.
+    be stored but never scored. `optimizers` may name any registered optimizer (a submission
+    runs on a suite it is not part of).
 
     Raises:
-      UnknownNameError: a name that no task has (with the closest names).
+      UnknownNameError: a name that no task or optimizer has (with the closest names).
       CeloBenchError: a task that is not in `suite`.
     """
     for name in tasks or ():
@@ -105,6 +107,8 @@ def check_tasks(reg: Registry, suite: SuiteSpec, tasks: Sequence[str] | None) ->
                 f"task '{name}' is not in suite '{suite.name}' (its tasks: {', '.join(suite.tasks)}); "
                 "its runs would never be scored: pick a suite that has it (`celo-bench list suites`)"
             )
+    for name in optimizers or ():
+        reg.optimizer(name)
 
 
 def expand(
@@ -136,15 +140,15 @@ def expand(
 
     A job whose weights or data are missing here is still planned and carries the reason in
     ``Job.unavailable`` (weights) or ``Job.data_missing`` (data). `tasks` must be tasks of
-    `suite` (:func:`check_tasks`); `optimizers` may name any registered optimizer (a
-    submission runs on a suite it is not part of).
+    `suite` (:func:`check_selection`).
     """
     if data not in DATA_CHOICES:
         raise CeloBenchError(f"--data must be one of {', '.join(DATA_CHOICES)}, got '{data}'")
     synthetic = data == "synthetic"
     suite_label = f"{suite.name}{SYNTHETIC_SUITE_SUFFIX}" if synthetic else suite.name
     tasks = list(tasks) if tasks else None
-    check_tasks(registry, suite, tasks)
+    optimizers = list(optimizers) if optimizers else None
+    check_selection(registry, suite, tasks, optimizers)
     task_names = list(tasks) if tasks else list(suite.tasks)
     opt_names = list(optimizers) if optimizers else list(suite.optimizers)
     n_seeds = seeds or suite.seeds

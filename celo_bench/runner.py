@@ -103,15 +103,6 @@ def plan_grid(config: RunConfig) -> tuple[list[plan.Job], list[plan.Job], int]:
     return p.jobs, p.todo, p.stored
 
 
-def _check_names(config: RunConfig) -> None:
-    """Raise one line for an unknown suite, task or optimizer, or a task outside the suite."""
-    reg = config.get_registry()
-    suite = reg.suite(config.suite)
-    plan.check_tasks(reg, suite, config.tasks)
-    for name in config.optimizers or ():
-        reg.optimizer(name)
-
-
 def run(
     config: RunConfig,
     on_job: Callable | None = None,
@@ -131,7 +122,8 @@ def run(
       CeloBenchError: any of the problems above, or a write that fails (disk full).
     """
     _check_engine_settings(config.engine)
-    _check_names(config)  # before the results folder is created
+    reg = config.get_registry()  # names are checked before the results folder is created
+    plan.check_selection(reg, reg.suite(config.suite), config.tasks, config.optimizers)
     executor = make_executor(config.executor, config.engine, config.address, config.executor_options)
     store = Store(config.results)
     store.check_writable()

@@ -28,6 +28,7 @@ measurement (``engine``, ``grid-<suite>``) is ``result``. The report's runtime t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -78,30 +79,21 @@ def write(
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}-", suffix=".json", dir=target.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if hasattr(os, "fchmod"):
-                set_new_file_mode(f.fileno())  # mkstemp makes it owner-only
+            set_new_file_mode(f.fileno())  # mkstemp makes it owner-only
             json.dump(payload, f, indent=2, default=str)
             f.write("\n")
         os.replace(tmp, target)
-    except OSError as e:
-        _discard(tmp)
-        raise CeloBenchError(
-            f"cannot write benchmark results to {target.parent}: {e.strerror or e}; pass --out DIR "
-            "with a writable folder"
-        ) from None
-    except BaseException:
-        _discard(tmp)
+    except BaseException as e:
+        if tmp is not None:  # the temporary file of a failed write
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise CeloBenchError(
+                f"cannot write benchmark results to {target.parent}: {e.strerror or e}; pass --out DIR "
+                "with a writable folder"
+            ) from None
         raise
     return target
-
-
-def _discard(tmp: str | None) -> None:
-    """Remove the temporary file of a failed write, if any."""
-    if tmp is not None:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
 
 
 def read(out: str | os.PathLike, name: str) -> dict[str, Any] | None:

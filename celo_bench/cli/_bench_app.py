@@ -5,8 +5,7 @@ from pathlib import Path
 import typer
 
 from celo_bench.bench.results import DEFAULT_OUT
-from celo_bench.errors import CeloBenchError
-from celo_bench.paths import unwritable_reason
+from celo_bench.paths import require_writable
 
 bench_app = typer.Typer(
     help="Benchmarks of speed (engine, optimizer overhead, a whole grid); results go to "
@@ -17,10 +16,7 @@ bench_app = typer.Typer(
 
 def _writable(out: Path) -> Path:
     """--out is checked as it is parsed: a benchmark never runs only to find it cannot save."""
-    problem = unwritable_reason(out)
-    if problem:
-        raise CeloBenchError(f"cannot write benchmark results to {out}: {problem}; pass --out DIR with a "
-                             "writable folder (nothing was run)")
+    require_writable(out, "benchmark folder", "pass --out DIR with a writable folder (nothing was run)")
     return out
 
 

@@ -42,8 +42,8 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def split_names(values: list[str] | None, option: str = "--tasks/--optimizers") -> list[str] | None:
-    """Accept both ``--tasks a --tasks b`` and ``--tasks a,b``; None when the option is absent.
+def split_names(values: list[str] | None, option: str) -> list[str] | None:
+    """Accept both ``--tasks a --tasks b`` and ``--tasks a,b``; None when `option` is absent.
 
     Raises:
       CeloBenchError: the option was given but names nothing (``--tasks ""`` or ``--tasks ,``),

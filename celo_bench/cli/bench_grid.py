@@ -55,14 +55,15 @@ def grid_command(
         done["runs"] += len(records)
         console.print(f"job {done['jobs']}: {job.name} ({len(records)} runs)")
 
+    tasks, optimizers = split_names(tasks, "--tasks"), split_names(optimizers, "--optimizers")
     res = bench_grid(
-        suite, tasks=split_names(tasks, "--tasks"), optimizers=split_names(optimizers, "--optimizers"), seeds=seeds, steps=steps,
+        suite, tasks=tasks, optimizers=optimizers, seeds=seeds, steps=steps,
         results=results, executor=executor, cache=cache,
         engine=EngineSettings(steps_strategy=steps_strategy, runs_strategy=runs_strategy,
                               xla_opt_level=xla_opt_level, parallel_jobs=jobs),
         on_job=on_job if fmt == Format.text else None,
     )
-    settings = {"suite": suite, "tasks": split_names(tasks, "--tasks"), "optimizers": split_names(optimizers, "--optimizers"),
+    settings = {"suite": suite, "tasks": tasks, "optimizers": optimizers,
                 "seeds": seeds, "steps": steps, "executor": executor, "jobs": jobs, "cache": cache,
                 "steps_strategy": steps_strategy, "runs_strategy": runs_strategy, "xla_opt_level": xla_opt_level}
     path = bench_results.write(out_dir, f"grid-{suite}", settings=settings, machine=provenance(),

@@ -20,7 +20,7 @@ from celo_bench.cli._common import (
 )
 from celo_bench.compare import compare, text
 from celo_bench.errors import CeloBenchError
-from celo_bench.paths import unwritable_reason
+from celo_bench.paths import require_writable
 from celo_bench.results import score_results
 
 
@@ -39,9 +39,8 @@ def compare_suites_command(
     """Kendall's tau and Spearman's rho (95% bootstrap CIs) between two suites' IQM rankings, top-5 overlap."""
     from celo_bench.report.figures import save, tier_scatter
 
-    problem = unwritable_reason(out_dir) if out_dir is not None else None
-    if problem:  # before the bootstrap, not after it
-        raise CeloBenchError(f"folder {out_dir} cannot be written: {problem}; choose another --out")
+    if out_dir is not None:  # before the bootstrap, not after it
+        require_writable(out_dir, "folder", "choose another --out")
     root = results_path(results)
     res_a = score_results(root, suite_a, reps=reps, seed=seed, bench_dir=bench_dir)
     res_b = score_results(root, suite_b, reps=reps, seed=seed, bench_dir=bench_dir)

@@ -45,7 +45,7 @@ from celo_bench.data.sources import (
     idx_file,
 )
 from celo_bench.errors import CeloBenchError, DataMissingError, UnknownNameError
-from celo_bench.paths import unwritable_reason
+from celo_bench.paths import require_writable
 
 SOURCES = ("auto", "local", "hub", "original")
 
@@ -205,10 +205,8 @@ def prepare(
     manifest = cache.read_manifest(name, root)
     if manifest is not None and not force and manifest.get("max_seq_len", max_seq_len) >= max_seq_len:
         return cache.dataset_dir(name, root)
-    problem = unwritable_reason(root)
-    if problem:
-        raise CeloBenchError(f"data cache {root} cannot be written: {problem}; pass --data-dir DIR or set "
-                             f"{cache.ENV_VAR} to a writable folder (nothing was downloaded)")
+    require_writable(root, "data cache", f"pass --data-dir DIR or set {cache.ENV_VAR} to a writable folder "
+                     "(nothing was downloaded)")
 
     kind, folder, src = _obtain(recipe, source, from_dirs, root, progress, fetcher)
     files = _source_files(recipe, kind, folder)

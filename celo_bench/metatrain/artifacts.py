@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from celo_bench.errors import CeloBenchError
 from celo_bench.optimizers import checkpoint as ckpt
-from celo_bench.paths import unwritable_reason
+from celo_bench.paths import require_writable
 
 CARD_JSON, CARD_MD, CURVE_JSON, CURVE_PNG = "card.json", "card.md", "meta_loss.json", "meta_loss.png"
 
@@ -49,9 +48,7 @@ def check_writable(out: Path, what: str = "meta-training folder",
     Raises:
       CeloBenchError: names the path and the problem.
     """
-    problem = unwritable_reason(out)
-    if problem:
-        raise CeloBenchError(f"{what} {out} cannot be written: {problem}; {fix} (nothing was trained)")
+    require_writable(out, what, f"{fix} (nothing was trained)")
 
 
 def label(preset: str) -> str:

@@ -27,7 +27,15 @@ import pydantic
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from celo_bench._schema import SPEC_CONFIG, FiniteFloat, KeyProblem, describe, read_toml
+from celo_bench._schema import (
+    SPEC_CONFIG,
+    FiniteFloat,
+    KeyProblem,
+    collect,
+    describe,
+    raise_all,
+    read_toml,
+)
 from celo_bench.errors import SpecError
 
 TOML_NAME = "submission.toml"
@@ -37,21 +45,6 @@ KINDS = ("handcrafted", "learned")
 MAX_POINTS = 64
 """Largest search space (grid points): every point is trained on every task and seed."""
 TEMPLATE_HINT = "see submissions/template/submission.toml"
-
-_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
-
-
-class KeyProblems(KeyProblem):
-    """Several :class:`KeyProblem` of one table at once (a validator that checks every key).
-
-    Where one problem is expected it reads as the first (its ``key`` and ``problem``);
-    :func:`parse_submission` reports each of ``problems``.
-    """
-
-    def __init__(self, problems: Sequence[KeyProblem]):
-        super().__init__(problems[0].key, problems[0].problem)
-        self.problems = tuple(problems)
-
 
 class SubmissionProblems(SpecError):
     """Every problem found in a submission folder, one :class:`SpecError` each (file order).
@@ -65,14 +58,6 @@ class SubmissionProblems(SpecError):
         super().__init__(first.path, first.key, first.problem)
         self.problems = tuple(problems)
         self.args = ("; ".join(str(p) for p in self.problems),)
-
-
-def _raise_all(problems: list[KeyProblem]) -> None:
-    """Raise the collected problems of one validator (nothing when there are none)."""
-    if len(problems) == 1:
-        raise problems[0]
-    if problems:
-        raise KeyProblems(problems)
 
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -174,7 +159,7 @@ def _space(table: Any) -> dict[str, tuple[float, ...]]:
             space[name] = _axis(name, value)
         except KeyProblem as e:
             problems.append(e)
-    _raise_all(problems)
+    raise_all(problems)
     n = math.prod(len(v) for v in space.values())
     if n > MAX_POINTS:
         raise KeyProblem("", f"has {n} points, more than {MAX_POINTS}; every point is trained on "
@@ -189,7 +174,7 @@ def _defaults(table: dict[str, Any]) -> dict[str, Any]:
             problems.append(KeyProblem(k, "is not a Python identifier (a keyword of make_optimizer)"))
         elif not isinstance(v, bool | int | float | str):
             problems.append(KeyProblem(k, f"must be a number, bool or string, got {type(v).__name__}"))
-    _raise_all(problems)
+    raise_all(problems)
     return table
 
 
@@ -243,7 +228,7 @@ class Submission:
         else:
             problems += [KeyProblem(key, 'is only for kind = "learned"; remove it or change kind')
                          for key in ("checkpoint", "meta_training") if getattr(self, key)]
-        _raise_all(problems)
+        raise_all(problems)
         return self
 
     @property
@@ -308,33 +293,13 @@ def parse_submission(folder: str | Path) -> Submission:
     sub = None
     if (folder / TOML_NAME).is_file():
         try:
-            sub, found = _metadata(folder / TOML_NAME, read_toml(folder / TOML_NAME), folder)
+            sub, found = collect(Submission, folder / TOML_NAME, read_toml(folder / TOML_NAME), folder=folder)
         except SpecError as e:  # not valid TOML, or unreadable
             found = [e]
         problems += found
     if problems or sub is None:
         raise SubmissionProblems(problems)
     return sub
-
-
-def _metadata(path: Path, table: dict[str, Any], folder: Path) -> tuple[Submission | None, list[SpecError]]:
-    """The submission of `table` (``path``'s keys), or None, and every problem found."""
-    problems = []
-    if "folder" in table:  # filled in from where the file is, never written
-        problems.append(SpecError(path, "folder", "unknown key; it is set by celo-bench, remove it"))
-        table = {k: v for k, v in table.items() if k != "folder"}
-    try:
-        return Submission(**table, folder=folder), problems
-    except ValidationError as e:
-        # a misspelt key first: "lisence" also makes "license" missing, the typo is the news
-        for err in sorted(e.errors(), key=lambda x: x["type"] not in _UNKNOWN):
-            cause = (err.get("ctx") or {}).get("error")
-            for one in cause.problems if isinstance(cause, KeyProblems) else [cause]:
-                single = {**err, "ctx": {**err["ctx"], "error": one}} if one is not None else err
-                key, problem = describe(Submission, ValidationError.from_exception_data(e.title, [single]),
-                                        {"folder"})
-                problems.append(SpecError(path, key or "<file>", problem))
-        return None, problems
 
 
 def check_points(sub: Submission) -> list[dict[str, float]]:
