@@ -137,7 +137,7 @@ _TYPE_NAMES = {"int_type": "int", "float_type": "float", "string_type": "str", "
                "dict_type": "a table", "list_type": "a list", "tuple_type": "a list"}
 
 
-def describe(model: Any, err: ValidationError, hidden: set[str] = frozenset()) -> tuple[str, str]:
+def first_problem(model: Any, err: ValidationError, hidden: set[str] = frozenset()) -> tuple[str, str]:
     """(dotted key, one-line problem) of the first error of `err` (`hidden`: keys not to suggest)."""
     return describe_all(model, err, hidden)[0]
 

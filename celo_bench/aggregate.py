@@ -203,6 +203,19 @@ def score_distribution(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
     return (np.asarray(scores)[..., None] > np.asarray(taus)).mean(axis=(0, 1))
 
 
+def stratified_resamples(values: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """`reps` stratified-bootstrap resamples of a score matrix ``values[run, task]``: each task's
+    column is drawn with replacement from its own runs (rliable's ``StratifiedBootstrap``).
+
+    The one resampling of the package: probability of improvement here and the tier agreement
+    of :mod:`celo_bench.compare` draw from it. One call draws ``reps * runs * tasks`` integers
+    from `rng`. Returns shape ``(reps, runs, tasks)``.
+    """
+    n, t = values.shape
+    idx = rng.integers(0, n, size=(reps, n, t))
+    return values[idx, np.arange(t)]
+
+
 def _poi(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """P(X > Y) for stacks ``x (..., n_x, T)``, ``y (..., n_y, T)`` -> shape (...)."""
     gt = (x[..., :, None, :] > y[..., None, :, :]).mean(axis=(-3, -2))
@@ -225,14 +238,12 @@ def probability_of_improvement(
     xv, yv = x.on(common), y.on(common)
     point = float(_poi(xv, yv))
     rng = np.random.default_rng(seed)
-    cols = np.arange(len(common))
     chunk = max(1, int(2e7 // (xv.shape[0] * yv.shape[0] * len(common))))
     stats = []
     for start in range(0, reps, chunk):
         n = min(chunk, reps - start)
-        ix = rng.integers(0, xv.shape[0], size=(n, xv.shape[0], len(common)))
-        iy = rng.integers(0, yv.shape[0], size=(n, yv.shape[0], len(common)))
-        stats.append(_poi(xv[ix, cols], yv[iy, cols]))
+        bx = stratified_resamples(xv, n, rng)  # X then Y, chunk by chunk: the draws' order is fixed
+        stats.append(_poi(bx, stratified_resamples(yv, n, rng)))
     boot = np.concatenate(stats)
     alpha = (1.0 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
@@ -281,8 +292,10 @@ def zero_filled(m: ScoreMatrix, tasks: Sequence[str]) -> np.ndarray:
 
 def rank(table: pd.DataFrame, coverage_rule: str = DEFAULT_COVERAGE_RULE) -> pd.DataFrame:
     """Leaderboard order under `coverage_rule` (see :data:`COVERAGE_RULES`); ties go to the
-    speedup IQM, then the name; optimizers without a score come last. Adds a 1-based
-    ``rank`` (NA when unscored).
+    speedup IQM; optimizers without a score come last. Adds a 1-based ``rank`` (NA when
+    unscored) by standard competition ranking: rows equal on every criterion share a rank
+    and the next row's rank counts them all ("1, 1, 3"); the name only orders the rows of a
+    tie, so renaming an optimizer never changes a rank.
 
     Raises:
         CeloBenchError: an unknown rule.
@@ -306,9 +319,19 @@ def rank(table: pd.DataFrame, coverage_rule: str = DEFAULT_COVERAGE_RULE) -> pd.
         na_position="last", kind="mergesort",
     )
     t = t.sort_values("_fl", key=lambda s: s.isna(), kind="mergesort")  # unscored rows last
-    t = t.drop(columns=["_group", "_fl", "_su"]).reset_index(drop=True)
-    scored = t["final_loss_iqm"].notna()
-    t.insert(0, "rank", pd.array([i + 1 if s else pd.NA for i, s in enumerate(scored)], dtype="Int64"))
+    t = t.reset_index(drop=True)
+    ranks: list = []
+    previous = None
+    for i, (scored, *crit) in enumerate(zip(t["final_loss_iqm"].notna(), t["_group"], t["_fl"], t["_su"],
+                                            strict=True)):
+        key = tuple("nan" if pd.isna(c) else float(c) for c in crit)
+        if not scored:
+            ranks.append(pd.NA)
+        else:
+            ranks.append(ranks[-1] if key == previous else i + 1)
+        previous = key
+    t = t.drop(columns=["_group", "_fl", "_su"])
+    t.insert(0, "rank", pd.array(ranks, dtype="Int64"))
     return t
 
 

@@ -19,7 +19,7 @@ from celo_bench.models import LearnedOptimizer
 from celo_bench.suite import TaskSpec, canonical_json
 from celo_bench.task import Model, Task
 
-OPTIMIZER_KINDS = frozenset({"lopt"})
+INNER_OPTIMIZER_MODEL_KINDS = frozenset({"lopt"})
 """Model kinds whose ``[model]`` table names a learned optimizer (``optimizer`` and
 ``optimizer_options``), handed to the builder as a :class:`~celo_bench.models.LearnedOptimizer`."""
 
@@ -33,7 +33,7 @@ def learned_optimizer(name: str, options: Mapping[str, Any] | None = None) -> Le
     """
     entry = optimizers.factory(name)
     if not entry.learned or entry.init_meta_params is None:
-        learned = sorted(n for n, e in optimizers.FACTORIES.items() if e.learned and e.init_meta_params)
+        learned = sorted(n for n, e in optimizers.REGISTERED_FACTORIES.items() if e.learned and e.init_meta_params)
         raise SpecError("[model]", "optimizer", f"'{name}' is not a learned optimizer with meta-parameters; "
                         f"choose one of: {', '.join(learned)}")
     kwargs = dict(options or {})
@@ -56,7 +56,7 @@ def build_model(model_cfg: Mapping[str, Any], info: Mapping[str, Any], *, batch_
       SpecError, UnknownNameError: an unknown kind, bad options or an unknown optimizer.
     """
     cfg = dict(model_cfg)
-    if cfg.get("kind") in OPTIMIZER_KINDS and isinstance(cfg.get("optimizer"), str):
+    if cfg.get("kind") in INNER_OPTIMIZER_MODEL_KINDS and isinstance(cfg.get("optimizer"), str):
         cfg["optimizer"] = learned_optimizer(cfg["optimizer"], cfg.pop("optimizer_options", None))
     return models.build(cfg, info, batch_size=batch_size)
 
@@ -83,4 +83,4 @@ def build_task(spec: TaskSpec) -> Task:
     return _TASKS[key]
 
 
-__all__ = ["OPTIMIZER_KINDS", "build_model", "build_model_only", "build_task", "learned_optimizer"]
+__all__ = ["INNER_OPTIMIZER_MODEL_KINDS", "build_model", "build_model_only", "build_task", "learned_optimizer"]

@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from celo_bench.aggregate import CRITERIA, DEFAULT_REPS, DEFAULT_SEED, ScoreMatrix, iqm
+from celo_bench.aggregate import (
+    CRITERIA,
+    DEFAULT_REPS,
+    DEFAULT_SEED,
+    ScoreMatrix,
+    iqm,
+    stratified_resamples,
+)
 from celo_bench.errors import CeloBenchError
 from celo_bench.results import Results
 
@@ -136,10 +143,8 @@ def top_k(names: Sequence[str], values: np.ndarray, k: int) -> tuple[str, ...]:
 
 def boot_iqms(m: ScoreMatrix, reps: int, rng: np.random.Generator) -> np.ndarray:
     """IQMs of `reps` stratified resamples of `m` (seeds drawn within each task); shape ``(reps,)``."""
-    v = m.values
-    n, t = v.shape
-    idx = rng.integers(0, n, size=(reps, n, t))
-    sample = np.take_along_axis(np.broadcast_to(v, (reps, n, t)), idx, axis=1).reshape(reps, n * t)
+    n, t = m.values.shape
+    sample = stratified_resamples(m.values, reps, rng).reshape(reps, n * t)
     cut = int(0.25 * n * t)
     return np.sort(sample, axis=1)[:, cut: n * t - cut].mean(axis=1)
 

@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from celo_bench.errors import describe
+
 STEPS = 10
 """Updates per conformance run (also a sensible ``num_steps`` for the factory)."""
 
@@ -226,12 +228,6 @@ def scan_fn(make: Make, objective: Objective, steps: int) -> Callable:
 def stack(trees: Sequence[Any]) -> Any:
     """Stack equal-structure trees on a new leading axis (a vmap batch)."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def describe(e: BaseException) -> str:
-    """``Type: first line of the message`` (tracebacks stay out of one-line reports)."""
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 TRACED_FIX = ("hyper-parameters (and the step count) are traced arrays inside jit/vmap: don't "

@@ -6,6 +6,13 @@ import difflib
 from collections.abc import Iterable
 
 
+def describe(e: BaseException) -> str:
+    """``Type: first line of the message`` of any exception (tracebacks stay out of one-line
+    reports, e.g. what an optimizer under conformance checks or a submission raised)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
 class CeloBenchError(Exception):
     """Base class: every message says what is wrong and what to do next."""
 

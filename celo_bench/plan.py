@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from celo_bench import inputs
 from celo_bench.data.synthetic import synthetic_name
 from celo_bench.errors import CeloBenchError, DataMissingError
-from celo_bench.strategy import Strategy, check_overrides, default_strategy
+from celo_bench.strategy import SETTINGS, Strategy, check_overrides, default_strategy
 from celo_bench.suite import OptimizerSpec, Registry, SuiteSpec, TaskSpec, canonical_json
 from celo_bench.versions import ENGINE_VERSION
 
@@ -82,6 +83,52 @@ def run_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:24]
 
 
+def key_payload(*, config: str, hparams: Mapping[str, float], seed: int, num_steps: int, suite: str,
+                suite_version: str, data: str | None, weights: str | None, execution: Mapping[str, Any],
+                synthetic: bool = False, engine: str = ENGINE_VERSION) -> dict[str, Any]:
+    """What a run key hashes (:func:`run_key`): the architecture's run-key contract, built in one place
+    for :func:`expand` and :func:`record_key`."""
+    payload = {"config": config, "hparams": dict(hparams), "seed": seed, "num_steps": num_steps,
+               "suite": suite, "suite_version": suite_version, "engine": engine,
+               "inputs": {"data": data, "weights": weights}, "execution": dict(execution)}
+    if synthetic:
+        payload["data"] = "synthetic"
+    return payload
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """The run key of a stored record, recomputed from what the record states.
+
+    Its ``config``, ``hparams``, ``seed``, ``num_steps``, suite and suite version, and from its
+    ``provenance`` the data fingerprint, the weights' sha256 and the execution settings that were
+    not the device's default (the ``execution`` it ran with against the default of its
+    ``backend`` for the task's family), hashed with this installation's engine version. It equals
+    the stored key unless the record was altered or made by another engine version (bundles are
+    checked this way: :mod:`celo_bench.submission.bundle`).
+
+    Raises:
+      ValueError: the record's config or provenance cannot say it (not JSON, no backend).
+    """
+    prov = record["provenance"]
+    prov = json.loads(prov or "{}") if isinstance(prov, str) else dict(prov or {})
+    hparams = record["hparams"]
+    hparams = json.loads(hparams or "{}") if isinstance(hparams, str) else dict(hparams)
+    task = json.loads(record["config"])["task"]
+    if not prov.get("backend"):
+        raise ValueError("its provenance names no backend, which the run key's execution settings depend on")
+    planned = default_strategy(task["family"], prov["backend"], dict(task.get("strategy") or {}))
+    ran = prov.get("execution") or {}
+    execution = {s.name: ran[s.name] for s in SETTINGS if s.name in ran and ran[s.name] != getattr(planned, s.name)}
+    suite = str(record["suite"])
+    synthetic = prov.get("data") == "synthetic"
+    if synthetic and suite.endswith(SYNTHETIC_SUITE_SUFFIX):
+        suite = suite[: -len(SYNTHETIC_SUITE_SUFFIX)]
+    return run_key(key_payload(config=record["config"], hparams=hparams, seed=int(record["seed"]),
+                               num_steps=int(record["num_steps"]), suite=suite,
+                               suite_version=str(record["suite_version"]), data=prov.get("data_fingerprint"),
+                               weights=prov.get("weights_sha256"), execution=execution, synthetic=synthetic))
+
+
 def grid_points(grid: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
     """Cartesian product of a grid; an empty grid is one point (learned optimizers)."""
     names = sorted(grid)
@@ -132,7 +179,7 @@ def expand(
     task's dataset becomes ``synthetic:<name>``, run keys gain ``"data": "synthetic"`` and the
     records' suite is ``<suite>@synthetic``, so they are never scored with real runs.
     `backend` ("cpu", "gpu", "tpu"; default: :func:`celo_bench.strategy.backend_kind`) and
-    `strategy_overrides` (``steps``, ``runs``, ``xla_opt_level``) decide each job's
+    `strategy_overrides` (execution settings by name: :data:`celo_bench.strategy.SETTINGS`) decide each job's
     :class:`~celo_bench.strategy.Strategy`. The overrides that differ from the job's default
     enter the run keys; the measured default of a device does not (it is part of the device,
     whose numbers differ anyway), so results made on a GPU are scored on a laptop; each
@@ -186,13 +233,10 @@ def expand(
             runs = []
             for hp in points:
                 for seed in range(n_seeds):
-                    payload = {"config": config, "hparams": hp, "seed": seed, "num_steps": T,
-                               "suite": suite.name, "suite_version": suite.version, "engine": ENGINE_VERSION,
-                               "inputs": {"data": data_fp, "weights": w.key_sha256 if w else None},
-                               "execution": execution}
-                    if synthetic:
-                        payload["data"] = "synthetic"
-                    key = run_key(payload)
+                    key = run_key(key_payload(config=config, hparams=hp, seed=seed, num_steps=T, suite=suite.name,
+                                              suite_version=suite.version, data=data_fp,
+                                              weights=w.key_sha256 if w else None, execution=execution,
+                                              synthetic=synthetic))
                     runs.append(RunSpec(key, suite_label, suite.version, tname, oname, hp, seed, T, config))
             prov: dict[str, Any] = {"data_fingerprint": data_fp, "execution": strategy.as_dict()}
             if synthetic:

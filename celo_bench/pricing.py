@@ -23,17 +23,16 @@ the timed probe) are :mod:`celo_bench.calibration`, whose results arrive here as
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from celo_bench import inputs, plan
+from celo_bench import hub, inputs, plan
 from celo_bench.data import RECIPES
 from celo_bench.data.synthetic import is_synthetic, real_name
 from celo_bench.errors import CeloBenchError
@@ -174,20 +173,6 @@ def record_bytes(num_steps: int, eval_every: int) -> int:
     return 4 * (num_steps + 1) + 3 * 4 * (num_steps // eval_every + 1) + METADATA_BYTES
 
 
-@contextlib.contextmanager
-def _hub_offline() -> Iterator[None]:
-    """Make checkpoint lookups read caches only: a plan never downloads."""
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
-
-
 _PREPARE = re.compile(r"`(celo-bench data prepare[^`]*)`")
 
 
@@ -257,7 +242,7 @@ def fetch_command(checkpoint: Mapping[str, str]) -> str:
     if source.startswith("hf://"):
         parts = source.removeprefix("hf://").split("/")
         repo, filename = "/".join(parts[:2]), "/".join(parts[2:]) or "theta.state"
-        return f"huggingface-cli download {repo} {filename}"
+        return hub.download_command(repo, filename)
     return "set CELO_BENCH_CHECKPOINTS to a folder holding <optimizer>/theta.state"
 
 
@@ -288,8 +273,7 @@ def price(
     backend: str = "cpu",
     memory_budget: int | None = None,
     sizes: Mapping[str, TaskSize] | None = None,
-    steps_strategy: str | None = None,
-    runs_strategy: str | None = None,
+    execution: Mapping[str, Any] | None = None,
     max_runs_per_program: int | None = None,
 ) -> Plan:
     """The plan of a grid: counts, stored runs, data, weights and storage (no training).
@@ -301,7 +285,8 @@ def price(
         family's strategy.
       memory_budget: bytes per job; with `sizes` it decides the chunks (None: one chunk).
       sizes: per task, :class:`TaskSize` (from :func:`celo_bench.calibration.task_sizes`).
-      steps_strategy, runs_strategy, max_runs_per_program: engine overrides, as ``run``.
+      execution: execution settings (:data:`celo_bench.strategy.SETTINGS`), as ``run --steps-strategy`` ...
+      max_runs_per_program: an engine override, as ``run``.
 
     Raises:
       CeloBenchError: unknown names, a bad ``--data`` or backend, steps not a multiple of
@@ -310,10 +295,10 @@ def price(
     if backend not in BACKENDS:
         raise CeloBenchError(f"--backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
     spec = registry.suite(suite)
-    with _hub_offline():  # weights are looked up in caches only: a plan never downloads
+    with hub.no_downloads("a plan never downloads"):  # weights are looked up in caches only
         jobs = plan.expand(registry, spec, tasks=tasks, optimizers=optimizers, seeds=seeds, steps=steps,
                            data=data, backend=backend,
-                           strategy_overrides={"steps": steps_strategy, "runs": runs_strategy})
+                           strategy_overrides=execution)
     store = Store(results)
     statuses = store.statuses() if Path(results).is_dir() else {}
     priced = []

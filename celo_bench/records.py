@@ -8,11 +8,20 @@ writes them (one parquet row per file) and :meth:`RunRecord.from_row` reads them
 On disk a record is the row of :data:`SCHEMA`: ``hparams``, ``config`` and
 ``provenance`` are canonical JSON strings, curves are lists of float32 (``eval_steps``:
 int64), and a ``failed`` run has null curves.
+
+Schema evolution: every record stores the ``schema_version`` it was written under, and
+:data:`SCHEMA_HISTORY` says what each version added. A stored record is read through
+:func:`plan_upgrade` and :func:`upgrade_table`: a record of an older version (or one short
+of a column) gets each missing column's default (:data:`UPGRADE_DEFAULTS`) and every column
+cast to its declared type (an int32 ``seed`` becomes int64); a record of a newer version is
+not read (:func:`version_order` > 0: a newer celo-bench may share the store); one whose
+columns cannot be made the declared ones raises :class:`SchemaError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -155,6 +164,202 @@ CURVE_DTYPES: dict[str, type] = {c: (np.int64 if c == "eval_steps" else np.float
 _JSON_COLUMNS = ("hparams", "provenance")
 
 
+# ---- schema versions and upgrades -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """One schema version: what it changed, and each column it added with the value a
+    record of an older version gets for it (in stored form: JSON columns as strings)."""
+
+    version: str
+    note: str
+    added: Mapping[str, Any] = field(default_factory=dict)
+
+
+SCHEMA_HISTORY: tuple[SchemaChange, ...] = (
+    SchemaChange("1", "the first versioned schema: every column of RunRecord"),
+)
+"""Every schema version, oldest first; the last is :data:`SCHEMA_VERSION`. A record without
+``schema_version`` reads as :data:`UNVERSIONED` ("0"), older than every version.
+
+To add a column: declare it on :class:`RunRecord` with a default, bump
+:data:`SCHEMA_VERSION`, and add a :class:`SchemaChange` here naming the column and the value
+older records get (``celo-bench store check --migrate`` then rewrites them). Adding a key
+inside the ``provenance`` JSON (as the environment's library versions were) is no schema
+change: a key an old record lacks reads as unknown."""
+
+
+def _stored_default(f: dataclasses.Field) -> Any:
+    """The stored (row) form of a field's declared default; MISSING when it has none."""
+    if f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+        return json.dumps(dict(value), sort_keys=True) if f.name in _JSON_COLUMNS else value
+    return f.default
+
+
+def _upgrade_defaults() -> dict[str, Any]:
+    out = {f.name: d for f in _FIELDS if (d := _stored_default(f)) is not dataclasses.MISSING}
+    for change in SCHEMA_HISTORY:
+        out.update(change.added)
+    out.pop("schema_version", None)  # a record without it keeps "0", its version as read
+    return out
+
+
+#: Column -> the value a stored record that lacks it is read with: the value of the
+#: :data:`SCHEMA_HISTORY` entry that added the column, else its declared default. A column
+#: without one (``key``, ``task``, ``status``, ...) cannot be missing from a readable record.
+UPGRADE_DEFAULTS: dict[str, Any] = _upgrade_defaults()
+_TYPES: dict[str, pa.DataType] = {f.name: f.type for f in SCHEMA}
+#: The version of a stored record that has no ``schema_version`` column.
+UNVERSIONED = "0"
+
+
+class SchemaError(ValueError):
+    """A stored record's columns cannot be made those of :data:`SCHEMA` (one line: why)."""
+
+
+def version_of(value: Any) -> str:
+    """The schema version of a stored ``schema_version`` cell (:data:`UNVERSIONED` when absent)."""
+    return UNVERSIONED if value is None or str(value).strip() == "" else str(value).strip()
+
+
+def version_order(version: str) -> int:
+    """-1, 0 or 1 as `version` is older than, equal to or newer than :data:`SCHEMA_VERSION`.
+
+    Raises:
+        SchemaError: `version` is neither a known version nor a number (not a record's).
+    """
+    if version == SCHEMA_VERSION:
+        return 0
+    try:
+        number, current = int(version), int(SCHEMA_VERSION)
+    except ValueError:
+        raise SchemaError(f"unknown schema version {version!r}") from None
+    return -1 if number < current else 1
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """How one stored record's columns become those of :data:`SCHEMA` (see :func:`plan_upgrade`).
+
+    Attributes:
+        version: The record's stored schema version.
+        filled: Declared columns the record lacks; read as their :data:`UPGRADE_DEFAULTS`.
+        cast: ``(column, stored type, declared type)`` of columns stored under another type.
+        extra: Stored columns :data:`SCHEMA` does not declare (not read; a migration would
+            drop them, so it leaves such a record alone).
+    """
+
+    version: str
+    filled: tuple[str, ...] = ()
+    cast: tuple[tuple[str, str, str], ...] = ()
+    extra: tuple[str, ...] = ()
+
+    @property
+    def needed(self) -> bool:
+        """True when the record differs from one written now (a migration would rewrite it)."""
+        return bool(self.filled or self.cast) or self.version != SCHEMA_VERSION
+
+    def describe(self) -> str:
+        """What reading it changes, in a few words (``"nothing"`` when it is current)."""
+        parts = []
+        if self.version != SCHEMA_VERSION:
+            parts.append(f"version {self.version} -> {SCHEMA_VERSION}")
+        if self.filled:
+            parts.append("adds " + ", ".join(f"{c}={UPGRADE_DEFAULTS[c]!r}" for c in self.filled))
+        parts += [f"casts {c} {a} -> {b}" for c, a, b in self.cast]
+        if self.extra:
+            parts.append("has undeclared columns " + ", ".join(self.extra))
+        return "; ".join(parts) or "nothing"
+
+
+def _castable(stored: pa.DataType, declared: pa.DataType) -> bool:
+    """Casts an upgrade makes: widening numbers, string kinds, lists of those, nulls."""
+    t = pa.types
+    if stored == declared or t.is_null(stored):
+        return True
+    if t.is_integer(declared):
+        return t.is_integer(stored)
+    if t.is_floating(declared):
+        return t.is_floating(stored) or t.is_integer(stored)
+    if t.is_string(declared) or t.is_large_string(declared):
+        return t.is_string(stored) or t.is_large_string(stored)
+    if t.is_list(declared):
+        return ((t.is_list(stored) or t.is_large_list(stored) or t.is_fixed_size_list(stored))
+                and _castable(stored.value_type, declared.value_type))
+    return False
+
+
+def plan_upgrade(schema: pa.Schema, version: str) -> Upgrade:
+    """The :class:`Upgrade` that makes a stored record of `schema` (its file's) a current one.
+
+    Raises:
+        SchemaError: it lacks a column without a default, or stores one under a type that
+            does not cast to the declared one.
+    """
+    return _plan_upgrade(schema, version)
+
+
+@functools.lru_cache(maxsize=256)  # a store holds a handful of file schemas: decide each once
+def _plan_upgrade(schema: pa.Schema, version: str) -> Upgrade:
+    names = set(schema.names)
+    filled = tuple(c for c in COLUMNS if c not in names and c != "schema_version")
+    lacking = [c for c in filled if c not in UPGRADE_DEFAULTS]
+    if lacking:
+        raise SchemaError(f"lacks column{'s' if len(lacking) > 1 else ''} {', '.join(lacking)} (no default)")
+    cast = []
+    for c in COLUMNS:
+        if c not in names:
+            continue
+        stored, declared = schema.field(c).type, _TYPES[c]
+        if stored != declared:
+            if not _castable(stored, declared):
+                raise SchemaError(f"column {c} is {stored}, the schema declares {declared}")
+            cast.append((c, str(stored), str(declared)))
+    extra = tuple(n for n in schema.names if n not in _FIELD_NAMES)
+    return Upgrade(version=version, filled=filled, cast=tuple(cast), extra=extra)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_current(schema: pa.Schema, columns: tuple[str, ...]) -> bool:
+    names = set(schema.names)
+    return all(c in names and schema.field(c).type == _TYPES[c] for c in columns)
+
+
+def upgrade_table(table: pa.Table, columns: Iterable[str]) -> pa.Table:
+    """`table` (rows of stored records) as `columns` of :data:`SCHEMA`: missing columns filled
+    with their default, the others cast to their declared type (``schema_version`` keeps the
+    stored value; :data:`UNVERSIONED` where the file has none).
+
+    Raises:
+        SchemaError: a missing column has no default, or a value does not fit its type.
+    """
+    columns = tuple(columns)
+    if _is_current(table.schema, columns):
+        return table.select(list(columns))  # a current record: nothing to upgrade
+    out = {}
+    for c in columns:
+        declared = _TYPES[c]
+        if c in table.column_names:
+            col = table.column(c)
+            if col.type != declared:
+                if not _castable(col.type, declared):
+                    raise SchemaError(f"column {c} is {col.type}, the schema declares {declared}")
+                try:
+                    col = col.cast(declared)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                    raise SchemaError(f"column {c} does not fit {declared}: {str(e).splitlines()[0]}") from None
+            out[c] = col
+        elif c == "schema_version":
+            out[c] = pa.array([UNVERSIONED] * table.num_rows, declared)
+        elif c in UPGRADE_DEFAULTS:
+            out[c] = pa.array([UPGRADE_DEFAULTS[c]] * table.num_rows, declared)
+        else:
+            raise SchemaError(f"lacks column {c} (no default)")
+    return pa.table(out, schema=pa.schema([SCHEMA.field(c) for c in out]))
+
+
 def row_of(record: RunRecord | Mapping[str, Any]) -> dict[str, Any]:
     """One row of :data:`SCHEMA` from a record or an old-style dict (missing keys: null).
 
@@ -199,8 +404,18 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "STATUSES",
+    "SCHEMA_HISTORY",
+    "UNVERSIONED",
+    "UPGRADE_DEFAULTS",
     "RunRecord",
+    "SchemaChange",
+    "SchemaError",
+    "Upgrade",
     "from_table",
+    "plan_upgrade",
     "row_of",
     "to_table",
+    "upgrade_table",
+    "version_of",
+    "version_order",
 ]

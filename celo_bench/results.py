@@ -9,6 +9,8 @@ Scoring uses exactly the records of the current plan: the suite's grid is expand
 left by an older spec, grid, suite version or engine version has another key, so it is
 never scored; such records are counted (``Results.ignored``) and ``celo-bench prune``
 moves them aside. Planned runs that are not stored are counted too (``Results.missing``).
+The records of one task must come from one environment (device kind, backend, jax, jaxlib,
+optax, flax: :mod:`celo_bench.environment`), or scoring refuses unless told to mix them.
 
 Frames (all tidy, one row per entity named):
 
@@ -27,14 +29,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from celo_bench import timings
+from celo_bench import environment, inputs, timings
 from celo_bench.aggregate import (
     COVERAGE_RULES,
     DEFAULT_COVERAGE_RULE,
@@ -43,10 +47,12 @@ from celo_bench.aggregate import (
     ScoreMatrix,
     aggregate_table,
 )
+from celo_bench.defaults import DEFAULT_RESULTS
 from celo_bench.errors import CeloBenchError
 from celo_bench.plan import Job, expand
 from celo_bench.score import ScoreConfig, score_records
-from celo_bench.store import Store
+from celo_bench.store import Store, newer_line, upgraded_line
+from celo_bench.strategy import SETTINGS, flags
 from celo_bench.suite import KIND_LABELS, Registry, SuiteSpec, load_registry
 
 
@@ -59,6 +65,8 @@ class Results:
     reason (with its fix) for every planned optimizer without a run that finished ok.
     ``device_kind``: the device kind whose per-step timings the wall-clock speedup uses;
     ``timings_missing``: the (task, optimizer) pairs scored without a timing of that kind.
+    ``allow_mixed_environments``: records of one task from different environments may be
+    scored; ``mixed_environments``: one line per mix that was (also in ``notes``).
     """
 
     suite: str
@@ -83,6 +91,8 @@ class Results:
     unrun: Mapping[str, str] = field(default_factory=dict)
     device_kind: str = timings.UNKNOWN_KIND
     timings_missing: tuple[tuple[str, str], ...] = ()
+    allow_mixed_environments: bool = False
+    mixed_environments: tuple[str, ...] = ()
 
 
 def fingerprint(records: pd.DataFrame) -> str:
@@ -105,12 +115,16 @@ def coverage_text(tasks: int, total: int) -> str:
 
 
 def planned_jobs(registry: Registry, suite: SuiteSpec, *, steps: int | None = None,
-                 seeds: int | None = None) -> list[Job]:
+                 seeds: int | None = None, execution: Mapping[str, Any] | None = None,
+                 backend: str | None = None) -> list[Job]:
     """The suite's grid, expanded once: its optimizers plus any submission the registry holds
     (``celo-bench submit`` adds one). `steps` / `seeds` override the horizon and seed count
-    exactly as ``celo-bench run --steps/--seeds`` do."""
+    and `execution` sets execution settings (:data:`celo_bench.strategy.SETTINGS`) exactly as
+    ``celo-bench run --steps/--seeds/--steps-strategy ...`` do; `backend`: the device the
+    runs were planned for (default: this machine's)."""
     extra = [n for n, o in registry.optimizers.items() if o.kind == "submission" and n not in suite.optimizers]
-    return expand(registry, suite, optimizers=[*suite.optimizers, *extra], steps=steps, seeds=seeds)
+    return expand(registry, suite, optimizers=[*suite.optimizers, *extra], steps=steps, seeds=seeds,
+                  strategy_overrides=execution, backend=backend)
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,8 @@ class Selection:
         unregistered: Stored records of the suite whose optimizer the registry does not know
             (a submission scored by ``celo-bench submit``); left out, never pruned.
         unreadable: One line per record file the store could not read (never scored).
+        newer: One line per record of a newer schema version (left in place, never scored).
+        upgraded: Records of an older schema that were upgraded as they were read.
     """
 
     records: pd.DataFrame
@@ -135,15 +151,25 @@ class Selection:
     ignored_why: dict[str, int]
     unregistered: int = 0
     unreadable: tuple[str, ...] = ()
+    newer: tuple[str, ...] = ()
+    upgraded: int = 0
 
-    def notes(self, suite: str) -> list[str]:
-        """One line per fact worth telling: what was ignored and what is missing."""
+    def notes(self, suite: str, prune: str | None = None) -> list[str]:
+        """One line per fact worth telling: what was ignored and what is missing.
+
+        `suite` is what follows ``--suite`` in the printed ``run`` commands (:func:`grid_args`);
+        `prune` the same for ``prune``, which takes no ``--steps`` / ``--seeds`` (default: `suite`).
+        """
         out = [f"skipped unreadable record {line} (its run counts as missing; `celo-bench run` rewrites it)"
                for line in self.unreadable]
+        out += list(self.newer)
+        if self.upgraded:
+            out.append(upgraded_line(self.upgraded))
         if self.ignored:
             why = ", ".join(f"{n} {reason}" for reason, n in self.ignored_why.items())
             out.append(f"ignored {self.ignored} stored records not in the current plan (spec or version "
-                       f"changed: {why}); `celo-bench prune --suite {suite}` removes them")
+                       f"changed: {why}); `celo-bench prune --suite {prune or suite}` moves aside those of edited "
+                       "specs and older versions")
         if self.unregistered:
             out.append(f"left out {self.unregistered} stored records of optimizers outside the registry "
                        "(submissions): `celo-bench submit` scores them")
@@ -166,9 +192,27 @@ def _why_ignored(ignored: pd.DataFrame, suite: SuiteSpec, horizons: Mapping[str,
     return {k: v for k, v in out.items() if v}
 
 
+def grid_args(suite: str, results: str | os.PathLike | None = None, *, steps: int | None = None,
+              seeds: int | None = None, execution: Mapping[str, Any] | None = None) -> str:
+    """What follows ``--suite`` in a printed ``celo-bench run`` so that it plans the same run keys
+    into the same store: the suite, ``--steps`` / ``--seeds`` when given, the execution settings
+    (:func:`celo_bench.strategy.flags`) and ``--results`` unless it is the default folder.
+
+        >>> grid_args("smoke", "results", steps=10, seeds=1)
+        'smoke --steps 10 --seeds 1'
+        >>> grid_args("quick", "/tmp/my results")
+        "quick --results '/tmp/my results'"
+    """
+    out = suite + (f" --steps {steps}" if steps is not None else "") + (f" --seeds {seeds}" if seeds is not None else "")
+    out += flags(execution)
+    if results is not None and Path(results) != DEFAULT_RESULTS:
+        out += f" --results {shlex.quote(str(results))}"
+    return out
+
+
 def select_records(
     results: str | os.PathLike, suite: SuiteSpec, registry: Registry, *, jobs: Sequence[Job] | None = None,
-    steps: int | None = None, seeds: int | None = None,
+    steps: int | None = None, seeds: int | None = None, execution: Mapping[str, Any] | None = None,
 ) -> Selection:
     """The stored records whose run keys the current plan of `suite` holds.
 
@@ -177,18 +221,21 @@ def select_records(
         suite: The suite; its plan is :func:`planned_jobs` unless `jobs` is given.
         registry: Specs the plan is expanded from.
         jobs: An already expanded plan (one grid expansion per command).
-        steps, seeds: Horizon and seed overrides of the plan (ignored when `jobs` is given).
+        steps, seeds, execution: Horizon, seed and execution-setting overrides of the plan
+            (when `jobs` is given, only the printed fix uses them).
 
     Raises:
         CeloBenchError: the folder holds no record of the suite's current plan (the message
             says which horizons and versions it does hold).
     """
-    jobs = list(jobs) if jobs is not None else planned_jobs(registry, suite, steps=steps, seeds=seeds)
+    jobs = list(jobs) if jobs is not None else planned_jobs(registry, suite, steps=steps, seeds=seeds,
+                                                            execution=execution)
     runs = {r.key: r for j in jobs for r in j.runs}
     horizons = {j.task.name: j.num_steps for j in jobs}
     store = Store(results)
     df = store.read()
     unreadable = [b.line() for b in store.problems]
+    newer, upgraded = [newer_line(b) for b in store.newer], store.upgraded
     if len(df):
         df = df.drop_duplicates("key").reset_index(drop=True)
     in_plan = df["key"].isin(runs) if len(df) else pd.Series(dtype=bool)
@@ -198,15 +245,17 @@ def select_records(
     ignored = df[of_suite & ~in_plan & known] if len(df) else df
     unregistered = int((of_suite & ~in_plan & ~known).sum()) if len(df) else 0
     if records.empty:
-        hint = f"run `celo-bench run --suite {suite.name} --results {results}` first"
+        hint = f"run `celo-bench run --suite {grid_args(suite.name, results, steps=steps, seeds=seeds, execution=execution)}` first"
         if len(ignored):
             seen = sorted({f"v{v} at {t} steps" for v, t in zip(ignored["suite_version"], ignored["num_steps"],
                                                                    strict=True)})
             planned_as = {f"v{suite.version} at {r.num_steps} steps" for r in runs.values()}
             if set(seen) <= planned_as:  # same version and horizon: other inputs or execution settings
-                hint = (f"its {len(ignored)} stored records were made with other inputs or execution settings "
-                        "(engine version, data, weights, or a non-default --steps-strategy, --runs-strategy or "
-                        f"--xla-opt-level, which only `run` takes): {hint}")
+                ran = sorted({str(s) for s in ignored["strategy"].dropna()}) if "strategy" in ignored else []
+                how = f" (they ran as {', '.join(ran)})" if ran else ""
+                hint = (f"its {len(ignored)} stored records were made with other inputs (engine version, data, "
+                        f"weights) or execution settings{how}: pass the execution settings they were run with (" + ", ".join(
+                            s.flag for s in SETTINGS) + f"; every command that reads a grid takes them), or {hint}")
             else:
                 hint = (f"its {len(ignored)} stored records are not in the current plan (v{suite.version}; they "
                         f"are {', '.join(seen[:4])}{', ...' if len(seen) > 4 else ''}): pass the `--steps` they "
@@ -220,11 +269,14 @@ def select_records(
     missing = {o: n for o, n in missing.items() if n}
     return Selection(records=records, planned=len(runs), missing=missing, ignored=len(ignored),
                      ignored_why=_why_ignored(ignored, suite, horizons), unregistered=unregistered,
-                     unreadable=tuple(unreadable))
+                     unreadable=tuple(unreadable), newer=tuple(newer), upgraded=upgraded)
 
 
 def unrun_reasons(records: pd.DataFrame, jobs: Sequence[Job], suite: str) -> dict[str, str]:
-    """optimizer -> one-line reason and fix, for every planned optimizer with no ``ok`` run."""
+    """optimizer -> one-line reason and fix, for every planned optimizer with no ``ok`` run
+    (`suite`: what follows ``--suite`` in the fixes, :func:`grid_args`). An optimizer that
+    cannot run on this machine (its weights or a dataset are not here) gets that fix first:
+    ``run`` would execute none of its runs."""
     out: dict[str, str] = {}
     planned: dict[str, int] = {}
     for j in jobs:
@@ -234,7 +286,10 @@ def unrun_reasons(records: pd.DataFrame, jobs: Sequence[Job], suite: str) -> dic
         if (g["status"] == "ok").any():
             continue
         run = f"`celo-bench run --suite {suite} -o {opt}`"
-        if g.empty:
+        blocked = _cannot_run(opt, jobs)
+        if g.empty and blocked:
+            out[opt] = f"no runs stored (0 of {n} planned), and it cannot run here: {blocked}; then {run}"
+        elif g.empty:
             out[opt] = f"no runs stored (0 of {n} planned); fix: {run}"
         elif (g["status"] == "failed").all():
             msg = " ".join(str(g["message"].iloc[0] or "").split())[:160]
@@ -243,6 +298,16 @@ def unrun_reasons(records: pd.DataFrame, jobs: Sequence[Job], suite: str) -> dic
         else:
             out[opt] = f"no stored run finished ok ({len(g)} of {n} stored: diverged or failed; scored 0)"
     return out
+
+
+def _cannot_run(opt: str, jobs: Sequence[Job]) -> str:
+    """Why optimizer `opt`'s jobs cannot run here, with the fix ("" if they can): its weights
+    are missing, or a dataset of one of its tasks is."""
+    for j in jobs:
+        if j.optimizer.name == opt and j.unavailable:
+            w = inputs.weights_input(j.optimizer)
+            return f"{w.reason}; fix: {w.fix}" if w is not None and w.reason and w.fix else j.unavailable
+    return next((j.data_missing for j in jobs if j.optimizer.name == opt and j.data_missing), "")
 
 
 def suites_with_results(results: str | os.PathLike) -> list[str]:
@@ -306,6 +371,8 @@ def score_results(
     coverage_rule: str = DEFAULT_COVERAGE_RULE,
     bench_dir: str | os.PathLike | None = None,
     device_kind: str | None = None,
+    allow_mixed_environments: bool = False,
+    execution: Mapping[str, Any] | None = None,
 ) -> Results:
     """Score the stored runs of `suite`'s current plan against tuned Adam and aggregate.
 
@@ -320,22 +387,32 @@ def score_results(
         registry: Spec registry (default: :func:`load_registry`).
         steps, seeds: The plan's horizon and seed count when the grid was run with
             ``--steps`` / ``--seeds`` (default: the suite's).
+        execution: The execution settings the grid was run with (``run --steps-strategy`` and
+            the other :data:`celo_bench.strategy.SETTINGS`; default: none set).
         coverage_rule: How rows without a score on every task rank (see
             :data:`celo_bench.aggregate.COVERAGE_RULES`).
         bench_dir: Benchmark folder holding ``step_time-<kind>.json`` (``celo-bench bench
             step-time``; default ``benchmarks/``).
         device_kind: Whose per-step timings the wall-clock speedup uses (default: the kind
             most scored records ran on); timings of other kinds are never read.
+        allow_mixed_environments: Score records of one task that come from different
+            environments (:mod:`celo_bench.environment`); each mix becomes a note.
 
     Raises:
-        CeloBenchError: no record of the current plan, or none of the reference optimizer.
+        CeloBenchError: no record of the current plan, none of the reference optimizer, or
+            (without `allow_mixed_environments`) a task whose records mix environments
+            (:class:`~celo_bench.environment.MixedEnvironmentsError`).
     """
     reg = registry or load_registry()
     spec = reg.suite(suite)
     config = config or ScoreConfig.for_suite(spec)
-    jobs = planned_jobs(reg, spec, steps=steps, seeds=seeds)
-    sel = select_records(Path(results), spec, reg, jobs=jobs)
-    records, notes = sel.records, sel.notes(suite)
+    jobs = planned_jobs(reg, spec, steps=steps, seeds=seeds, execution=execution)
+    sel = select_records(Path(results), spec, reg, jobs=jobs, steps=steps, seeds=seeds, execution=execution)
+    # `--suite X` and the options that plan the same keys in the same store: hints that work
+    args = grid_args(suite, results, steps=steps, seeds=seeds, execution=execution)
+    records, notes = sel.records, sel.notes(args, prune=grid_args(suite, results, execution=execution))
+    mixed = environment.check(records, allow=allow_mixed_environments)
+    notes += mixed
     ref = config.reference
     if not (records["optimizer"] == ref).any():
         stale = sel.ignored and ref in reg.optimizers
@@ -343,12 +420,12 @@ def score_results(
                "stored)") if stale else ""
         raise CeloBenchError(
             f"no runs of the reference optimizer '{ref}' in the current plan of suite '{suite}' in {results}"
-            f"{why}: every score is relative to it; run `celo-bench run --suite {suite} -o {ref}`"
+            f"{why}: every score is relative to it; run `celo-bench run --suite {args} -o {ref}`"
         )
     missing = [t for t in spec.tasks if t not in set(records.loc[records["optimizer"] == ref, "task"])]
     if missing:
         notes.append(f"tasks without stored '{ref}' runs of the current plan are unscored: {', '.join(missing)}; "
-                     f"`celo-bench run --suite {suite} -o {ref}` runs them")
+                     f"`celo-bench run --suite {args} -o {ref}` runs them")
     kind = device_kind or records_device_kind(records)
     bench = Path(bench_dir) if bench_dir is not None else timings.DEFAULT_OUT
     step_seconds = timings.read_step_times(bench, kind)
@@ -374,5 +451,6 @@ def score_results(
         scores=scored.scores, tasks=scored.tasks, aggregate=table, poi=poi, matrices=mats,
         notes=tuple(notes), coverage_rule=coverage_rule, suite_tasks=tuple(spec.tasks),
         planned=sel.planned, ignored=sel.ignored, missing=sel.missing,
-        unrun=unrun_reasons(records, jobs, suite), device_kind=kind, timings_missing=tuple(no_timing),
+        unrun=unrun_reasons(records, jobs, args), device_kind=kind, timings_missing=tuple(no_timing),
+        allow_mixed_environments=allow_mixed_environments, mixed_environments=tuple(mixed),
     )

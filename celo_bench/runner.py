@@ -88,6 +88,7 @@ def plan_run(config: RunConfig, scan: StoreScan | None = None) -> GridPlan:
     )
     scan = scan or Store(config.results).scan()
     done = {k for k, s in scan.statuses.items() if s != "failed" or not config.retry_failed}
+    done |= {b.path.stem for b in scan.newer}  # a newer celo-bench's records: never run over them
     todo = plan.missing(jobs, done)
     stored = sum(len(j.runs) for j in jobs) - sum(len(j.runs) for j in todo)
     not_run: dict[str, str] = {}
@@ -146,8 +147,7 @@ def run(
 
 def _check_engine_settings(settings: EngineSettings) -> None:
     """Reject a bad strategy name up front (not as one failed record per run)."""
-    check_overrides({"steps": settings.steps_strategy, "runs": settings.runs_strategy,
-                     "xla_opt_level": settings.xla_opt_level})
+    check_overrides(settings.strategy_overrides())
 
 
 def _require_data(jobs: Sequence[plan.Job]) -> None:

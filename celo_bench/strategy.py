@@ -40,7 +40,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from celo_bench.errors import CeloBenchError
@@ -72,24 +72,56 @@ _CPU_DEFAULTS: dict[str, tuple[str, str]] = {
 }
 _CPU_DEFAULT = ("split", "vmap")
 
+
+@dataclass(frozen=True)
+class Setting:
+    """One execution setting a user may choose: declared once, as a field of :class:`Strategy`.
+
+    Everything else derives from the declaration: the option of every command that plans or
+    reads a grid (``celo_bench/cli/_plan_options.py``), the ``[strategy]`` table a task spec
+    may hold (:mod:`celo_bench.suite`), the validation of overrides, the run key's
+    ``execution`` (:func:`celo_bench.plan.expand`) and ``prune``'s reading of the settings a
+    record states. Adding one touches the field below, the engine that obeys it and a test.
+    """
+
+    name: str  # the Strategy field, the key in overrides, a record's provenance and the run key
+    flag: str  # the command-line option
+    choices: tuple
+    help: str
+
+    @property
+    def type(self) -> type:
+        return type(self.choices[0])
+
+
+def _setting(default: Any, flag: str, choices: tuple, help: str) -> Any:
+    """A :class:`Strategy` field that users may set (see :class:`Setting`)."""
+    return field(default=default, metadata={"setting": (flag, choices, help)})
+
+
 @dataclass(frozen=True)
 class Strategy:
-    """How to execute a job; recorded in every run record (overrides also enter run keys)."""
+    """How to execute a job; recorded in every run record (settings set by hand enter run keys).
 
-    steps: str = "scan"
-    runs: str = "vmap"
+    The fields made with ``_setting`` are the execution settings (:data:`SETTINGS`);
+    ``block_size`` is an engine option (``EngineSettings.block_size``), not a setting.
+    """
+
+    steps: str = _setting("scan", "--steps-strategy", STEPS_CHOICES,
+                          "scan | loop | split (default: split on a CPU, scan on accelerators).")
+    runs: str = _setting("vmap", "--runs-strategy", RUNS_CHOICES,
+                         "vmap | sequential (default: vmap; sequential for convnets and ViTs on a CPU).")
     block_size: int = 1
-    xla_opt_level: int | None = None
+    xla_opt_level: int | None = _setting(None, "--xla-opt-level", XLA_OPT_LEVELS,
+                                         "XLA backend optimisation level 0-3 (default: XLA's).")
 
     def __post_init__(self) -> None:
-        if self.steps not in STEPS_CHOICES:
-            raise ValueError(f"steps strategy must be one of {STEPS_CHOICES}, got {self.steps!r}")
-        if self.runs not in RUNS_CHOICES:
-            raise ValueError(f"runs strategy must be one of {RUNS_CHOICES}, got {self.runs!r}")
+        for s in SETTINGS:
+            value = getattr(self, s.name)
+            if value is not None and value not in s.choices:
+                raise ValueError(f"{s.name} must be one of {s.choices}, got {value!r}")
         if self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
-        if self.xla_opt_level is not None and self.xla_opt_level not in XLA_OPT_LEVELS:
-            raise ValueError(f"xla_opt_level must be one of {XLA_OPT_LEVELS}, got {self.xla_opt_level}")
 
     @property
     def label(self) -> str:
@@ -99,24 +131,43 @@ class Strategy:
 
     def as_dict(self) -> dict:
         """How the run was executed, for its record's provenance."""
-        return {"steps": self.steps, "runs": self.runs, "block_size": self.block_size,
-                "xla_opt_level": self.xla_opt_level}
+        return asdict(self)
 
 
-_OVERRIDE_FLAGS = (("steps", STEPS_CHOICES, "--steps-strategy"), ("runs", RUNS_CHOICES, "--runs-strategy"),
-                   ("xla_opt_level", XLA_OPT_LEVELS, "--xla-opt-level"))
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, *f.metadata["setting"]) for f in fields(Strategy) if "setting" in f.metadata
+)
+"""The execution settings, in declaration order (the fields of :class:`Strategy` made with
+``_setting``)."""
 
 
 def check_overrides(override: Mapping[str, Any] | None) -> None:
-    """Reject a bad ``steps``/``runs``/``xla_opt_level`` override with the flag that sets it.
+    """Reject an unknown setting or a bad value of one, with the flag that sets it.
 
     Raises:
       CeloBenchError: e.g. ``--steps-strategy must be one of scan, loop, split, got 'x'``.
     """
-    for key, choices, flag in _OVERRIDE_FLAGS:
-        value = (override or {}).get(key)
-        if value is not None and value not in choices:
-            raise CeloBenchError(f"{flag} must be one of {', '.join(map(str, choices))}, got '{value}'")
+    known = {s.name: s for s in SETTINGS}
+    for key, value in (override or {}).items():
+        if key not in known:
+            raise CeloBenchError(f"unknown execution setting '{key}'; the settings are: {', '.join(known)}")
+        s = known[key]
+        if value is not None and value not in s.choices:
+            raise CeloBenchError(f"{s.flag} must be one of {', '.join(map(str, s.choices))}, got '{value}'")
+
+
+def flags(override: Mapping[str, Any] | None) -> str:
+    """The options that give `override` on a command line, e.g. ``" --steps-strategy loop"``
+    ("" when nothing is set): hints name them so their command plans the same keys."""
+    by_name = {s.name: s for s in SETTINGS}
+    return "".join(f" {by_name[k].flag} {v}" for k, v in (override or {}).items()
+                   if v is not None and k in by_name)
+
+
+def stated(execution: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The execution settings a record states (its provenance's ``execution``), as overrides."""
+    return {s.name: execution[s.name] for s in SETTINGS
+            if isinstance(execution, Mapping) and execution.get(s.name) is not None}
 
 
 def default_strategy(
@@ -124,14 +175,11 @@ def default_strategy(
     backend: str,
     override: Mapping[str, Any] | None = None,
 ) -> Strategy:
-    """The measured default for `family` on `backend` ("cpu", "gpu", "tpu"), then `override`.
-
-    An ``override`` may set ``steps``, ``runs`` and ``xla_opt_level``.
-    """
+    """The measured default for `family` on `backend` ("cpu", "gpu", "tpu"), then `override`
+    (any of :data:`SETTINGS`; None values are not overrides)."""
     steps_s, runs_s = ("scan", "vmap") if backend != "cpu" else _CPU_DEFAULTS.get(family, _CPU_DEFAULT)
-    override = dict(override or {})
-    return Strategy(steps=override.get("steps", steps_s), runs=override.get("runs", runs_s),
-                    xla_opt_level=override.get("xla_opt_level"))
+    override = {k: v for k, v in (override or {}).items() if v is not None}
+    return Strategy(**{"steps": steps_s, "runs": runs_s, **override})
 
 
 _ACCELERATOR_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-cuda12-pjrt", "libtpu",
@@ -161,10 +209,14 @@ def backend_kind() -> str:
 __all__ = [
     "BACKENDS",
     "RUNS_CHOICES",
+    "SETTINGS",
     "STEPS_CHOICES",
     "XLA_OPT_LEVELS",
+    "Setting",
     "Strategy",
     "backend_kind",
     "check_overrides",
     "default_strategy",
+    "flags",
+    "stated",
 ]

@@ -12,6 +12,7 @@ in an editable install)::
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import json
 import os
@@ -33,6 +34,7 @@ from celo_bench._schema import (
     read_toml,
 )
 from celo_bench.errors import SpecError, UnknownNameError
+from celo_bench.strategy import SETTINGS as execution_settings
 
 OptimizerKind = Literal["handcrafted", "learned", "extra", "submission"]
 SelectionRule = Literal["mean_over_seeds", "per_seed"]
@@ -42,12 +44,11 @@ KIND_LABELS = {"handcrafted": "hand-crafted", "learned": "learned", "extra": "ex
                "submission": "submission"}
 
 
-@pydantic.with_config(SPEC_CONFIG)
-class Strategy(TypedDict, total=False):
-    """``[strategy]`` of a task: how the engine runs it when measured defaults do not fit."""
-
-    steps: Literal["scan", "loop", "split"]
-    runs: Literal["vmap", "sequential"]
+Strategy = pydantic.with_config(SPEC_CONFIG)(TypedDict(  # type: ignore[misc]
+    "Strategy", {s.name: Literal[s.choices] for s in execution_settings}, total=False,  # type: ignore[valid-type]
+))
+Strategy.__doc__ = """``[strategy]`` of a task: how the engine runs it when measured defaults do not fit; its
+keys are the execution settings (:data:`celo_bench.strategy.SETTINGS`, e.g. ``steps``, ``runs``)."""
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
@@ -71,6 +72,7 @@ class TaskSpec:
     last_eval_batches: PositiveInt = 10
     description: str = ""
     note: str = ""
+    horizon_reason: str = ""  # why `steps` is below the paper's 2,000, where it is
     strategy: Strategy = dataclasses.field(default_factory=dict)
     path: str = ""
 
@@ -91,8 +93,8 @@ class TaskSpec:
         """Everything that changes the numbers (the path does not)."""
         d = asdict(self)
         d.pop("path")
-        d.pop("description")
-        d.pop("note")
+        for prose in ("description", "note", "horizon_reason"):
+            d.pop(prose)
         return d
 
 
@@ -154,6 +156,24 @@ class OptimizerSpec:
 
 
 Names = Annotated[tuple[str, ...], Field(min_length=1, strict=False)]
+Interval = Annotated[tuple[FiniteFloat, FiniteFloat], Field(strict=False)]
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
+class Agreement:
+    """``[agreement]`` of a suite: how far its ranking agrees with another tier's, as measured
+    by ``celo-bench compare-suites <suite> <against>`` (Kendall's tau-b of the IQM rankings with
+    95% bootstrap CIs). Shown in the header of ``leaderboard.md`` and ``index.html``; not part
+    of any run key."""
+
+    kendall_tau_final_loss: FiniteFloat
+    kendall_tau_final_loss_ci: Interval
+    kendall_tau_speedup: FiniteFloat
+    kendall_tau_speedup_ci: Interval
+    measured: str | datetime.date  # the date of the measurement (a TOML date or a string)
+    against: str  # the suite compared with, e.g. "fmnist"
+    fingerprint: str = ""  # that suite's results fingerprint (`celo-bench score --suite <against>`)
+    note: str = ""  # one line: what this tier can and cannot tell a reader
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=SPEC_CONFIG)
@@ -170,6 +190,7 @@ class SuiteSpec:
     selection: SelectionRule = "mean_over_seeds"
     ema_alpha: Annotated[FiniteFloat, Field(ge=0.0, lt=1.0)] = 0.9
     description: str = ""
+    agreement: Agreement | None = None
     path: str = ""
 
 
@@ -202,6 +223,8 @@ def parse_suite(path: Path) -> SuiteSpec:
     """Load and validate one suite manifest (names are checked against the registry later)."""
     table = read_toml(path)
     _check_name(path, table)
+    if isinstance(table.get("agreement"), dict):  # its keys are located as agreement.<key>
+        table = {**table, "agreement": build(Agreement, path, table["agreement"], "agreement")}
     return build(SuiteSpec, path, table, path=str(path))
 
 

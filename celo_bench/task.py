@@ -1,8 +1,8 @@
 """The runtime task contract: pure init/loss functions plus compact dataset splits.
 
 This module holds only the contracts that the data layer (:class:`Dataset`), the model
-families (:class:`Model`) and the engine (:class:`Task`) share; it imports neither of them
-and no JAX at import time. :mod:`celo_bench.assembly` builds a :class:`Task` from a
+families (:class:`Model`), the optimizer registry (:class:`OptimizerBuilder`) and the engine
+(:class:`Task`) share; it imports neither of them and no JAX at import time. :mod:`celo_bench.assembly` builds a :class:`Task` from a
 :class:`~celo_bench.suite.TaskSpec`. The engine only ever sees this object, so every model
 family vmaps and scans the same way.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from celo_bench.suite import TaskSpec
 
 if TYPE_CHECKING:  # the aliases name JAX types; the contracts themselves need no JAX
     import jax
+    import optax
 
     from celo_bench.types import Batch, ModelState, Params, PRNGKey
 
@@ -69,6 +70,33 @@ class Task:
 
     def n_params(self) -> int:
         return count_params(self.model)
+
+
+@runtime_checkable
+class OptimizerBuilder(Protocol):
+    """What the engine trains a job's runs with: ``builder(hparams) -> optimizer``.
+
+    :func:`celo_bench.optimizers.builder` makes one from an optimizer spec (a registered
+    factory, a submission's ``make_optimizer`` included) with the spec's defaults and the run
+    horizon bound; the engine (:func:`celo_bench.engine.run_job`) calls it inside the compiled
+    program. A bare function ``make(hparams)`` is accepted there too, as a hand-crafted
+    builder (no meta-parameters, no program key).
+    """
+
+    meta_params: Any
+    """A learned optimizer's meta-parameters (a pytree), None for a hand-crafted one. The engine
+    passes them into its programs as an input, not as constants, and hands them back as the
+    `meta_params` argument."""
+
+    program_key: tuple | None
+    """What fixes the programs the builder traces besides its hyper- and meta-parameters'
+    values: builders with equal keys (published Celo and the cpu-diet Celo) share compiled
+    programs. None: nothing is shared."""
+
+    def __call__(self, hparams: Mapping[str, Any], meta_params: Any = None) -> optax.GradientTransformationExtraArgs:
+        """The optimizer for hyper-parameters `hparams` (name -> possibly traced scalar) and
+        `meta_params` (None: :attr:`meta_params`)."""
+        ...
 
 
 def count_params(model: Model) -> int:

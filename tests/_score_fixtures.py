@@ -8,6 +8,8 @@ registry, through ``write(..., reg)``) plans it.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +21,9 @@ from celo_bench.suite import OptimizerSpec, Registry, SuiteSpec, TaskSpec
 
 EVAL_EVERY = 10
 LRS = (1e-3, 1e-2, 1e-1, 1.0)
+ENV = {"device": "cpu", "backend": "cpu", "jax": "0.0.test", "jaxlib": "0.0.test", "optax": "0.0.test",
+       "flax": "0.0.test"}
+"""The environment every fixture record was made in (scoring refuses to mix two in a task)."""
 
 
 def task_spec(name: str, steps: int = 100, eval_every: int = EVAL_EVERY) -> TaskSpec:
@@ -51,11 +56,12 @@ def record(
     task: str, optimizer: str, seed: int, curve: Sequence[float], *, lr: float | None = 1e-3,
     status: str = "ok", kind: str = "handcrafted", suite: str = "fx", version: str = "1",
     eval_every: int = EVAL_EVERY, diverged_step: int | None = None, run_seconds: float = 1.0,
-    num_steps: int | None = None,
+    num_steps: int | None = None, env: Mapping[str, str] | None = None,
 ) -> dict:
     """One record whose ``eval_train_loss`` is `curve` at steps 0, eval_every, ... T.
 
-    A ``failed`` record has no curves; pass its horizon as `num_steps`.
+    A ``failed`` record has no curves; pass its horizon as `num_steps`. `env` is its
+    provenance (default :data:`ENV`).
     """
     curve = np.asarray(curve, dtype=np.float32)
     steps = np.arange(curve.size, dtype=np.int64) * eval_every
@@ -72,7 +78,7 @@ def record(
         "train_loss": train, "eval_steps": steps, "eval_train_loss": curve,
         "eval_valid_loss": curve + 0.1, "eval_test_loss": curve + 0.2,
         "compile_seconds": 0.5, "run_seconds": run_seconds, "job_runs": 1, "strategy": "scan+vmap",
-        "config": "{}", "provenance": {},
+        "config": "{}", "provenance": dict(ENV if env is None else env),
     }
     if status == "failed":
         for c in ("train_loss", "eval_steps", "eval_train_loss", "eval_valid_loss", "eval_test_loss"):
@@ -131,3 +137,17 @@ def grid_records(tasks: Sequence[str], optimizers: dict[str, tuple[str, float]],
                     out.append(record(task, name, s, decaying(n, 2.0 * (1 + t_i), end), lr=lr,
                                       kind=kind, suite=suite, version=version))
     return out
+
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "submissions" / "template"
+
+
+def make_submission(root: Path, name: str, learning_rates: Sequence[float] = (0.01, 0.1)) -> Path:
+    """The submission template's folder as submission `name`, searched over `learning_rates`."""
+    folder = root / name
+    shutil.copytree(TEMPLATE, folder)
+    toml = (folder / "submission.toml").read_text()
+    toml = re.sub(r'^name = ".*"', f'name = "{name}"', toml, count=1, flags=re.M)
+    toml = re.sub(r"^learning_rate = .*$", f"learning_rate = {list(learning_rates)}", toml, count=1, flags=re.M)
+    (folder / "submission.toml").write_text(toml)
+    return folder

@@ -170,7 +170,7 @@ def test_other_horizons_are_ignored_and_counted(tmp_path):
     res = score_results(tmp_path, "fx", registry=reg, reps=10)
     assert res.ignored == 1
     assert any(n.startswith("ignored 1 stored records not in the current plan") and "1 at other horizons" in n
-               and "`celo-bench prune --suite fx`" in n for n in res.notes)
+               and f"`celo-bench prune --suite fx --results {tmp_path}`" in n for n in res.notes)  # the same store
     assert (res.runs["num_steps"] == 20).all()
     # the plan of `--steps 30` holds the other record instead
     res30 = score_results(tmp_path, "fx", registry=reg, reps=10, steps=30)
@@ -201,7 +201,9 @@ def test_cli_score_json(tmp_path, monkeypatch):
     text = CliRunner().invoke(app, ["score", "--suite", "smoke", "--results", str(tmp_path), "--reps", "20"])
     assert text.exit_code == 0 and "sgd" in text.output
     assert any(line.startswith("note: ignored 4 stored records not in the current plan") and
-               line.endswith("`celo-bench prune --suite smoke` removes them") for line in text.output.splitlines())
+               line.endswith(f"`celo-bench prune --suite smoke --results {tmp_path}` moves aside those of edited "
+                             "specs and older versions")
+               for line in text.output.splitlines())
 
 
 def _coverage_case() -> tuple[pd.DataFrame, pd.DataFrame]:

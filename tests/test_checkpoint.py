@@ -11,16 +11,17 @@ import jax
 import numpy as np
 import pytest
 
+from celo_bench import weights
 from celo_bench.errors import CheckpointError
 from celo_bench.optimizers import checkpoint as ck
 from celo_bench.optimizers import factory
 from celo_bench.suite import load_registry
 
-WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
-needs_weights = pytest.mark.skipif(
-    not (WEIGHTS / "celo" / "theta.state").is_file(),
-    reason=f"published Celo weights not found at {WEIGHTS} (../shared/weights)",
-)
+WEIGHTS = Path(weights.__file__).parent
+"""The weights the package ships (``celo_bench/weights/<name>/theta.state``): the checks run on
+what a user runs, on a fresh clone too."""
+PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
+"""The authors' release, where this checkout has it beside it (``../shared/weights``)."""
 
 
 def _random(name: str) -> dict:
@@ -123,7 +124,6 @@ def test_explicit_missing_path_is_clear():
         ck.load_for_spec(load_registry().optimizer("celo"), "/nonexistent/theta.state")
 
 
-@needs_weights
 @pytest.mark.parametrize("name, leaves, n_values, step_b", [
     ("celo", 33, 37089, 0.29133), ("celo_adam", 12, 36865, 0.095636),
 ])
@@ -137,6 +137,24 @@ def test_published_checkpoints_load_unchanged(name, leaves, n_values, step_b):
     assert sum(v.size for v in flat.values()) == n_values
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in flat.values())
     np.testing.assert_allclose(theta["rnn_params"]["step_size"]["b"], [step_b], rtol=1e-4)
+
+
+def test_golden_checks_run_on_the_weights_that_ship():
+    """They read ../shared/weights (beside the repository) and skipped on a fresh clone."""
+    import test_learned_celo
+
+    assert WEIGHTS == test_learned_celo.WEIGHTS == Path(weights.__file__).parent
+    assert all((WEIGHTS / name / "theta.state").is_file() for name in ("celo", "celo_adam"))
+    assert not hasattr(test_learned_celo, "needs_weights")  # nothing of theirs is skipped
+
+
+@pytest.mark.parametrize("name", ["celo", "celo_adam"])
+def test_shipped_checkpoints_are_the_published_files(name):
+    shipped = WEIGHTS / name / "theta.state"
+    assert shipped == weights.packaged(name)  # the file `build(name)` loads by default
+    if not (PUBLISHED / name / "theta.state").is_file():
+        pytest.skip(f"the authors' release is not beside this checkout ({PUBLISHED})")
+    assert shipped.read_bytes() == (PUBLISHED / name / "theta.state").read_bytes()
 
 
 MADE_HERE = ("celo_cpu_diet", "rnn_mlp_lopt_cpu_diet", "adafac_mlp_lopt_cpu_diet", "velo_s_cpu_diet")

@@ -192,7 +192,7 @@ def test_prepare_idx_end_to_end_and_splits(root, tmp_path, monkeypatch):
     assert ds.splits["test"]["label"].dtype == np.int32 and ds.info["num_classes"] == 10
     small = data.load("fashion_mnist", {"image_size": 8})
     assert small.splits["train"]["image"].shape == (40, 8, 8, 1)
-    assert small.info["image_shape"] == (8, 8, 1) == data.facts.dataset_info("fashion_mnist", {"image_size": 8})["image_shape"]
+    assert small.info["image_shape"] == (8, 8, 1) == data.dataset_info("fashion_mnist", {"image_size": 8})["image_shape"]
 
 
 def test_corrupted_download_leaves_nothing(root, tmp_path, monkeypatch):
@@ -290,7 +290,7 @@ def test_prepare_hub_parquet_images(root, tmp_path, monkeypatch):
     m = cache.read_manifest("cifar100")
     assert m["source"]["revision"] == "0123abc" and m["arrays"]["train_image"]["shape"] == [20, 32, 32, 3]
     ds = data.load("cifar100", {"image_size": 8, "greyscale": True})
-    assert ds.info == {**data.facts.dataset_info("cifar100", {"image_size": 8, "greyscale": True}), "source": ds.info["source"]}
+    assert ds.info == {**data.dataset_info("cifar100", {"image_size": 8, "greyscale": True}), "source": ds.info["source"]}
     assert ds.splits["test"]["image"].shape == (5, 8, 8, 1)
     hand = (test_x.astype(np.float64)[:, 1::4] + test_x[:, 2::4])
     hand = (hand[:, :, 1::4] + hand[:, :, 2::4]).mean(-1, keepdims=True) / 4
@@ -343,7 +343,7 @@ def test_prepare_lm_end_to_end(root, tmp_path, monkeypatch):
     data.require("lm1b_32k", {"seq_len": 8})
     with pytest.raises(DataMissingError, match="--max-seq-len 32"):
         data.require("lm1b_32k", {"seq_len": 32})
-    assert data.facts.dataset_info("lm1b_32k", {"seq_len": 4})["vocab_size"] == 32100
+    assert data.dataset_info("lm1b_32k", {"seq_len": 4})["vocab_size"] == 32100
 
 
 def test_sentencepiece_prefix_tokenisation_is_exact(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
-MODULES = ("celo_bench.optimizers", "celo_bench.bench.results")
+MODULES = ("celo_bench.optimizers", "celo_bench.bench.results", "celo_bench.fileio")
 """Modules whose docstrings hold runnable examples of the public API."""
 
 

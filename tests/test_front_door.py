@@ -193,12 +193,12 @@ def test_each_suite_reports_into_its_own_folder_by_default(tmp_path):
     assert (tmp_path / "reports" / "smoke" / "leaderboard.md").is_file()
     assert (quick / "leaderboard.md").read_text() == "the quick tier's report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports", "results"]  # no lock file beside them
-    assert f"report: {Path('reports') / 'smoke'}" in res.stderr
+    assert f"report: {Path('reports') / 'smoke'}" in res.stdout
 
 
 @pytest.mark.parametrize("selection,message", [
     (["--tasks", "smoke_digits_mlpp"], "Did you mean 'smoke_digits_mlp'"),
-    (["--tasks", "quick_digits_mlp"], "is not in suite 'smoke'"),
+    (["--tasks", "quick_fmnist_mlp"], "is not in suite 'smoke'"),
     (["--optimizers", "adamm"], "Did you mean 'adam'"),
     (["--optimizers", ","], "--optimizers names nothing"),
 ])
@@ -234,11 +234,18 @@ def test_progress_lines_without_a_terminal(tmp_path):
     err = res.stderr
     assert f"grid: 2 jobs, {n} runs to execute, 0 already stored" in err
     assert "[1/2 jobs | " in err and f"[2/2 jobs | {n}/{n} runs | " in err and "ETA" in err
-    assert "compile" in err and "execution" in err
+    assert "compile" in err and "execution" in res.stdout
     assert (tmp_path / "rep" / "leaderboard.md").is_file() and "report skipped" not in err
+    # the outcome goes to stdout (`celo-bench run > log` keeps it); every line also to a log file
+    assert res.stdout.startswith(f"done: executed {n}, already stored 0") and "compile" in res.stdout
+    logs = sorted((tmp_path / "r" / ".logs").glob("run-smoke-*.log"))
+    assert len(logs) == 1 and f"log: {logs[0]}" in res.stdout
+    log = logs[0].read_text()
+    assert f"grid: 2 jobs, {n} runs to execute" in log and f"[2/2 jobs | {n}/{n} runs | " in log
+    assert f"done: executed {n}" in log
     again = _cli("run", "--suite", "smoke", "--tasks", "smoke_digits_mlp", "--optimizers", "sgd,adam",
                  "--steps", "20", "--seeds", "1", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "rep"))
-    assert "report current" in again.stderr and "executed 0" in again.stderr
+    assert "report current" in again.stderr and "executed 0" in again.stdout
 
 
 def _interrupt(args: list[str], when) -> tuple[int, str]:

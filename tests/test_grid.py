@@ -142,8 +142,9 @@ def test_cli_unknown_suite_is_one_clear_line(tmp_path):
 @pytest.mark.parametrize(
     ("config", "words"),
     [
-        ({"engine": EngineSettings(steps_strategy="fast")}, "--steps-strategy must be one of scan, loop"),
-        ({"engine": EngineSettings(runs_strategy="pmap")}, "--runs-strategy must be one of vmap, sequential"),
+        ({"engine": EngineSettings(execution={"steps": "fast"})}, "--steps-strategy must be one of scan, loop"),
+        ({"engine": EngineSettings(execution={"runs": "pmap"})}, "--runs-strategy must be one of vmap, sequential"),
+        ({"engine": EngineSettings(execution={"unroll": 2})}, "unknown execution setting 'unroll'"),
         ({"executor": "slurm"}, "unknown executor 'slurm'"),
     ],
 )

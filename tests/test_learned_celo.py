@@ -10,16 +10,15 @@ import numpy as np
 import optax
 import pytest
 
+from celo_bench import weights
 from celo_bench.optimizers import build, builder, factory
 from celo_bench.optimizers.checkpoint import flatten
 from celo_bench.optimizers.learned import _common, celo
 
-WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "weights"
-needs_weights = pytest.mark.skipif(
-    not (WEIGHTS / "celo" / "theta.state").is_file()
-    or not (WEIGHTS / "celo_adam" / "theta.state").is_file(),
-    reason=f"published Celo / Celo-Adam weights not found at {WEIGHTS} (../shared/weights)",
-)
+WEIGHTS = Path(weights.__file__).parent
+"""The weights the package ships (``celo_bench/weights/<name>/theta.state``, byte-identical to
+the authors' release: ``tests/test_checkpoint.py``): the golden values are checked on what a
+user runs, on a fresh clone too."""
 
 # Spec §2.9: the deterministic problem and the reference code's outputs.
 PARAMS = {"b": np.linspace(-0.2, 0.3, 4, dtype=np.float32),
@@ -77,7 +76,6 @@ def _run(opt, params, losses, grads=GRADS):
     return out, state
 
 
-@needs_weights
 @pytest.mark.parametrize("name", ["celo", "celo_adam"])
 def test_golden_values(name):
     opt = build(name, num_steps=100, checkpoint=str(WEIGHTS / name / "theta.state"))
@@ -87,7 +85,6 @@ def test_golden_values(name):
         np.testing.assert_allclose(history[step - 1]["w"][0], w0, rtol=2e-6, atol=2e-7)
 
 
-@needs_weights
 @pytest.mark.parametrize("name, s0", [("celo", 1.489756), ("celo_adam", 0.428931)])
 def test_scheduler_at_step_zero(name, s0):
     from celo_bench.optimizers.checkpoint import load_for_spec
@@ -148,7 +145,6 @@ def test_missing_loss_is_an_error():
         opt.update(GRADS, opt.init(PARAMS), PARAMS)
 
 
-@needs_weights
 @pytest.mark.slow
 def test_celo_trains_smoke_task_in_engine_vmapped_over_seeds():
     from celo_bench.assembly import build_task

@@ -20,7 +20,7 @@ from celo_bench.assembly import build_model, build_model_only, learned_optimizer
 from celo_bench.errors import SpecError
 from celo_bench.models import LearnedOptimizer
 from celo_bench.models.conv import conv2d_im2col
-from celo_bench.optimizers import FACTORIES, register
+from celo_bench.optimizers import REGISTERED_FACTORIES, register
 from celo_bench.suite import load_registry
 
 # Dataset facts of the paper datasets, stated independently of celo_bench.data.facts.
@@ -121,7 +121,7 @@ def test_formulas_match_published_counts():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_paper_param_count(name):
     spec = load_registry().task(name)
-    if spec.family == "lopt" and spec.model["optimizer"] not in FACTORIES:
+    if spec.family == "lopt" and spec.model["optimizer"] not in REGISTERED_FACTORIES:
         pytest.skip(f"learned optimizer factory '{spec.model['optimizer']}' is not registered yet")
     model = build_model_only(spec, paper_info(spec))
     assert n_params(model) == EXPECTED[name]
@@ -269,7 +269,7 @@ def _recording_sgd(meta_params, *, num_steps, scale=1.0):
     return optax.sgd(scale * meta_params["lr"])
 
 
-if "test_scaled_sgd" not in FACTORIES:
+if "test_scaled_sgd" not in REGISTERED_FACTORIES:
     register("test_scaled_sgd", _scaled_sgd, learned=True,
              init_meta_params=lambda key: {"lr": jnp.asarray(0.0, jnp.float32)})
     register("test_scaled_sgd_options", _recording_sgd, learned=True,

@@ -154,7 +154,7 @@ def test_missing_weights_name_their_commands(reg, tmp_path, monkeypatch, fresh_i
     assert set(rows) == {n for n in reg.suite("paper").optimizers if reg.optimizer(n).kind == "learned"}
     assert rows["celo_cpu_diet"]["present"] and rows["celo"]["present"]  # shipped as package data
     velo = rows["velo_4000"]
-    assert not velo["present"] and velo["command"] == "huggingface-cli download amoudgl/velo-4000 theta.state"
+    assert not velo["present"] and velo["command"] == "hf download amoudgl/velo-4000 theta.state"
     assert velo["runs"] == 3
     missing_runs = sum(c["runs"] for c in rows.values() if not c["present"])
     assert p.counts["runs_without_weights"] == missing_runs

@@ -70,6 +70,18 @@ def report(tmp_path_factory):
     return {"results": results, "out": outs[0], "out2": outs[1], "res": res, "registry": reg}
 
 
+def html_table(page: Path, table_id: str) -> dict[str, dict[str, str]]:
+    """optimizer -> header -> cell text of the table `table_id` of an HTML report page."""
+    text = page.read_text()
+    table = text.split(f'id="{table_id}"')[1].split("</table>")[0]
+    heads = [re.sub(r"<[^>]+>", "", h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table)]
+    out = {}
+    for name, row in re.findall(r'<tr class="lb-row[^"]*" data-optimizer="([^"]+)">(.*?)</tr>', table):
+        cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        out[name] = dict(zip(heads, cells, strict=True))
+    return out
+
+
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -87,7 +99,7 @@ def test_every_file_is_written(report):
     for name in ("leaderboard.md", "index.html", "README.md"):
         assert (out / name).stat().st_size > 0
     for fig in ("main_iqm", "performance_profiles", "training_curves", "lr_sensitivity",
-                "probability_of_improvement"):
+                "probability_of_improvement", "sample_efficiency"):
         w, h = png_size(out / "figures" / f"{fig}.png")
         assert w > 600 and h > 300
         pdf = (out / "figures" / f"{fig}.pdf").read_bytes()
@@ -97,7 +109,7 @@ def test_every_file_is_written(report):
     for task in TASKS:
         assert png_size(out / "figures" / "tasks" / f"{task}.png")[0] > 300
     for table in ("aggregate", "per_task_final_loss", "per_task_speedup", "overhead",
-                  "ablation_celo_adam"):
+                  "ablation_celo_adam", "sample_efficiency"):
         for ext in ("csv", "md", "tex"):
             assert (out / "tables" / f"{table}.{ext}").stat().st_size > 0
     readme = (out / "README.md").read_text()
@@ -146,13 +158,12 @@ def test_leaderboard_rows_and_markers(report):
     kinds = dict(zip(names, [r.split("|")[3].strip() for r in rows], strict=True))
     assert kinds == {"adam": "hand-crafted", "sgd": "hand-crafted", "celo": "learned · published",
                      "celo_adam": "learned · meta-trained here (cpu diet)", "lion": "extra",
-                     "mine": "submission"}
-    sgd = next(r for r in rows if "| sgd |" in r)
-    assert "9 / 0 of 27" in sgd  # 3 tasks x 3 seeds diverged at lr 0.1, never dropped
-    lion = next(r for r in rows if "| lion |" in r)
-    assert "0 / 1 of 27" in lion
-    celo = next(r for r in rows if "| celo |" in r)
-    assert "0 / 1 of 9" in celo
+                     "mine": "submission · not verified"}
+    # the full table (below the leaderboard of index.html) counts every run
+    full = html_table(report["out"] / "index.html", "leaderboard-full")
+    assert full["sgd"]["diverged / failed"] == "9 / 0 of 27"  # 3 tasks x 3 seeds diverged at lr 0.1, never dropped
+    assert full["lion"]["diverged / failed"] == "0 / 1 of 27"
+    assert full["celo"]["diverged / failed"] == "0 / 1 of 9"
     agg = report["res"].aggregate.set_index("optimizer")
     assert (agg["runs"] == 3).all() and (agg["tasks"] == 3).all()  # nothing dropped
     sc = report["res"].scores
@@ -209,7 +220,7 @@ def test_stale_tables_are_removed(report, tmp_path):
 
 def test_html_is_self_contained(report):
     page = (report["out"] / "index.html").read_text()
-    assert page.count('class="lb-row') == len(OPTS)
+    assert len(html_table(report["out"] / "index.html", "leaderboard")) == len(OPTS)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     srcs = re.findall(r'<img [^>]*src="([^"]{0,30})', page)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
@@ -242,8 +253,8 @@ def test_page_in_headless_chromium(report, tmp_path):
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
     dom = proc.stdout
-    assert dom.count('class="lb-row') == len(OPTS)
-    assert len(re.findall(r'<tr class="lb-row[^"]*" data-optimizer="([^"]+)"', dom)) == len(OPTS)
+    main = dom.split('id="leaderboard"')[1].split("</table>")[0]
+    assert len(re.findall(r'<tr class="lb-row[^"]*" data-optimizer="([^"]+)"', main)) == len(OPTS)
     assert 'class="sortable"' in dom.split("<thead>")[1]  # the sorting script ran
 
 
@@ -306,7 +317,8 @@ def test_coverage_and_not_run_in_leaderboard_and_page(tmp_path):
     assert "- `lion`: no runs stored (0 of 12 planned); fix: `celo-bench run --suite fx -o lion`" in md
     assert "22 of 52 planned runs are not stored (B 6, lion 12, velo_4000 4)" in md
     page = (out / "index.html").read_text()
-    assert page.count('class="lb-row') == 3 and 'class="lb-row  incomplete" data-optimizer="B"' in page
+    main = page.split('id="leaderboard"')[1].split("</table>")[0]
+    assert main.count('class="lb-row') == 3 and 'class="lb-row incomplete" data-optimizer="B"' in main
     assert "<li><code>velo_4000</code>: " in page.split('id="not-run"')[1]
     agg = pd.read_csv(out / "tables" / "aggregate.csv").set_index("optimizer")
     assert agg.loc["B", "coverage"] == 0.5 and not agg.loc["B", "complete"]
@@ -343,17 +355,17 @@ def test_wall_clock_speedup_column_and_tier_agreement_section(tmp_path):
     out = write_report(suite="fx", results=tmp_path / "r", out=tmp_path / "o", reps=20, registry=reg,
                        bench_dir=bench, device_kind="Test GPU")
     md = (out / "leaderboard.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| # |"))
-    cols = [c.strip() for c in header.strip("|").split("|")]
-    j = cols.index("wall-clock speedup IQM [95% CI] (Test GPU)")
-    assert cols[j - 1] == "speedup IQM [95% CI]"
-    rows = {r.split("|")[2].strip().strip("*"): [c.strip() for c in r.strip("|").split("|")]
-            for r in md.splitlines() if re.match(r"\| \d+ \|", r)}
+    wall = "wall-clock speedup IQM [95% CI] (Test GPU)"
+    rows = html_table(out / "index.html", "leaderboard-full")  # the full table: beside the speedup
+    cols = list(rows["A"])
+    assert cols[cols.index(wall) - 1] == "speedup IQM [95% CI]"
+    assert wall not in md  # leaderboard.md holds the columns a reader ranks with
     agg = score_results(tmp_path / "r", "fx", registry=reg, reps=20, bench_dir=bench,
                         device_kind="Test GPU").aggregate.set_index("optimizer")
-    assert rows["A"][j].startswith(f"{agg.loc['A', 'wall_clock_speedup_iqm']:.3f} [")
+    assert rows["A"][wall].startswith(f"{agg.loc['A', 'wall_clock_speedup_iqm']:.3f} [")
     assert agg.loc["A", "wall_clock_speedup_iqm"] == pytest.approx(agg.loc["A", "speedup_iqm"] * 0.5, rel=0.2)
-    assert rows["B"][j] == "-"
+    assert rows["B"][wall] == "-"
+    assert wall in (out / "tables" / "aggregate.md").read_text().replace("SU IQM", "speedup IQM")
     assert "device kind `Test GPU`" in md
     assert "missing (2 task/optimizer pairs: t1/B, t2/B)" in md and "celo-bench bench step-time --suite fx" in md
     assert png_size(out / "figures" / "main_iqm.png")[0] == int(13.5 * DPI)  # a third panel: wall clock
@@ -365,3 +377,65 @@ def test_wall_clock_speedup_column_and_tier_agreement_section(tmp_path):
     assert (out / "figures" / "tier_agreement_fy.pdf").stat().st_size > 1000
     page = (out / "index.html").read_text()
     assert 'id="tier-agreement"' in page and "fx vs fy" in page
+
+
+def test_the_leaderboard_shows_the_ranking_columns_and_hides_a_column_without_values(report):
+    # no optimizer has a per-step timing: the wall-clock speedup is nowhere, a note says how to get it
+    out = report["out"]
+    md = (out / "leaderboard.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| # |"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "#", "optimizer", "kind", "final loss IQM [95% CI]", "speedup IQM [95% CI]",
+        "P(better than adam) [95% CI]", "coverage"]
+    note = "The wall-clock speedup is not shown: no optimizer has per-step timings on device kind `cpu`; " \
+           "`celo-bench bench step-time --suite fx` measures them"
+    assert note in md and "wall-clock speedup (SU_time) is missing" not in md  # said once
+    full = html_table(out / "index.html", "leaderboard-full")
+    cols = list(full["adam"])
+    assert not any(c.startswith("wall-clock") for c in cols)
+    assert {"FL IQM, missing tasks = 0", "FL mean", "SU opt. gap", "diverged / failed"} <= set(cols)
+    page = (out / "index.html").read_text()
+    assert note.replace("`", "").split(";")[0] in re.sub(r"</?code>", "", page)
+    aggregate_md = (out / "tables" / "aggregate.md").read_text().splitlines()[0]
+    assert "wall-clock" not in aggregate_md and "FL median" in aggregate_md
+    assert "wall_clock_speedup_iqm" in pd.read_csv(out / "tables" / "aggregate.csv").columns  # data kept
+
+
+AGREEMENT = """
+[agreement]
+kendall_tau_final_loss = 0.72
+kendall_tau_final_loss_ci = [0.61, 0.80]
+kendall_tau_speedup = 0.70
+kendall_tau_speedup_ci = [0.55, 0.79]
+measured = 2026-03-01
+against = "fmnist"
+fingerprint = "0123abcd4567ef89"
+note = "It ranks as real Fashion-MNIST does within the CIs; it cannot tell optimizers apart closer than 0.02."
+"""
+
+
+def test_the_header_shows_the_suites_measured_tier_agreement(tmp_path):
+    from celo_bench.suite import parse_suite
+
+    opts = {"adam": ("handcrafted", 1.0), "A": ("handcrafted", 0.9)}
+    tasks = ["t1", "t2"]
+    spec = tmp_path / "fx.toml"
+    spec.write_text('name = "fx"\nversion = "1"\ntasks = ["t1", "t2"]\noptimizers = ["adam", "A"]\nseeds = 2\n'
+                    f"steps = 50\n{AGREEMENT}")
+    suite = parse_suite(spec)
+    assert suite.agreement.kendall_tau_speedup_ci == (0.55, 0.79) and suite.agreement.against == "fmnist"
+    reg = registry(tasks, opts, steps=50, lrs=(1e-3, 1e-2, 1e-1), seeds=2)
+    write(tmp_path / "r", grid_records(tasks, opts, seeds=2, n=6), reg)
+    plain = write_report(suite="fx", results=tmp_path / "r", out=tmp_path / "plain", reps=20, registry=reg)
+    assert "Agreement with suite" not in (plain / "leaderboard.md").read_text()  # none recorded: no line
+    reg = dataclasses.replace(reg, suites={"fx": suite})
+    out = write_report(suite="fx", results=tmp_path / "r", out=tmp_path / "o", reps=20, registry=reg)
+    md = (out / "leaderboard.md").read_text()
+    line = ("**Agreement with suite `fmnist`** (measured 2026-03-01, fmnist results `0123abcd4567ef89`): Kendall τ "
+            "0.72 [0.61, 0.80] on final loss, 0.70 [0.55, 0.79] on speedup (`celo-bench compare-suites fx fmnist`). "
+            "It ranks as real Fashion-MNIST does within the CIs")
+    assert line in md and md.index(line) < md.index("| # |")  # in the header, above the table
+    page = (out / "index.html").read_text()
+    header = page.split('id="leaderboard"')[0]
+    assert '<p class="agreement"><strong>Agreement with suite <code>fmnist</code></strong>' in header
+    assert "0.72 [0.61, 0.80]" in header and "0123abcd4567ef89" in header and "2026-03-01" in header

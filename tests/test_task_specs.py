@@ -16,7 +16,7 @@ import optax
 import pytest
 
 from celo_bench.assembly import build_model_only, build_task
-from celo_bench.optimizers import FACTORIES
+from celo_bench.optimizers import REGISTERED_FACTORIES
 from celo_bench.suite import load_registry
 from tests.test_models import EXPECTED, paper_info
 
@@ -161,7 +161,7 @@ def test_paper_lopt_task_starts_at_mean_inner_loss(reg):
     """A random AdaFac-MLP-LOpt barely moves the inner MLP in 50 steps (steps ~1e-3), so the
     meta-loss starts near the inner classifier's ln(10)."""
     spec = reg.task("LOpt_AdafacMLPLOpt_FashionMnist_50")
-    if spec.model["optimizer"] not in FACTORIES:
+    if spec.model["optimizer"] not in REGISTERED_FACTORIES:
         pytest.skip(f"learned optimizer factory '{spec.model['optimizer']}' is not registered yet")
     info = paper_info(spec)
     model = build_model_only(spec, info)
@@ -186,7 +186,7 @@ def test_quick_tasks_train_on_real_data(reg):
     """Every quick task: Adam lowers the loss on held-out batches of its real offline data."""
     for name in reg.suite("quick").tasks:
         task = build_task(reg.task(name))
-        if task.spec.family == "lopt" and task.spec.model["optimizer"] not in FACTORIES:
+        if task.spec.family == "lopt" and task.spec.model["optimizer"] not in REGISTERED_FACTORIES:
             continue
         losses = _train(task.model, _sampler(task), lr=QUICK_LR.get(task.spec.family, 3e-3), steps=60)
         assert np.all(np.isfinite(losses)), name
@@ -209,7 +209,7 @@ def test_list_tasks_json_has_facts_for_every_task(reg):
     assert set(rows) == set(reg.tasks)
     for name, row in rows.items():
         assert {"name", "family", "dataset", "batch_size", "steps", "n_params"} <= set(row)
-        if name in EXPECTED and (PAPER[name][0] != "lopt" or "adafac_mlp_lopt" in FACTORIES):
+        if name in EXPECTED and (PAPER[name][0] != "lopt" or "adafac_mlp_lopt" in REGISTERED_FACTORIES):
             assert row["n_params"] == EXPECTED[name], name
         else:
             assert isinstance(row["n_params"], int) and row["n_params"] > 0, name

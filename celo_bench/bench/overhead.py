@@ -29,7 +29,7 @@ import optax
 
 from celo_bench import optimizers
 from celo_bench.assembly import build_model_only
-from celo_bench.data.facts import dataset_info
+from celo_bench.data import dataset_info
 from celo_bench.errors import CheckpointError
 from celo_bench.optimizers.checkpoint import load_for_spec
 from celo_bench.suite import OptimizerSpec, TaskSpec, load_registry

@@ -28,17 +28,15 @@ measurement (``engine``, ``grid-<suite>``) is ``result``. The report's runtime t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from celo_bench import fileio
 from celo_bench.errors import CeloBenchError
-from celo_bench.paths import set_new_file_mode
 
 DEFAULT_OUT = Path("benchmarks")
 """Default folder of benchmark results (relative to the working directory)."""
@@ -74,25 +72,14 @@ def write(
     if result is not None:
         payload["result"] = dict(result)
     target = path(out, name)
-    tmp: str | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}-", suffix=".json", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            set_new_file_mode(f.fileno())  # mkstemp makes it owner-only
-            json.dump(payload, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException as e:
-        if tmp is not None:  # the temporary file of a failed write
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise CeloBenchError(
-                f"cannot write benchmark results to {target.parent}: {e.strerror or e}; pass --out DIR "
-                "with a writable folder"
-            ) from None
-        raise
+        fileio.atomic_write_text(target, json.dumps(payload, indent=2, default=str) + "\n",
+                                 prefix=f".tmp-{name}-", suffix=".json")
+    except OSError as e:
+        raise CeloBenchError(
+            f"cannot write benchmark results to {target.parent}: {e.strerror or e}; pass --out DIR "
+            "with a writable folder"
+        ) from None
     return target
 
 

@@ -15,12 +15,13 @@ import importlib
 import pkgutil
 import sys
 from dataclasses import dataclass
+from typing import Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from celo_bench.cli._bench_app import bench_app
+from celo_bench.cli._common import HELP_MARKUP
 from celo_bench.cli._interrupt import exit_interrupted
 from celo_bench.errors import CeloBenchError
 
@@ -51,11 +52,19 @@ COMMANDS: dict[str, Entry] = {
     "compare-suites": Entry(("compare_suites",), "Tier agreement: Kendall's tau and Spearman's rho between two "
                             "suites' IQM rankings, with bootstrap CIs, top-5 overlap and a scatter."),
     "prune": Entry(("prune",), "Move records that no current suite plans to <results>/.pruned/."),
+    "store": Entry(("store",), "Inspect a results store: its records by schema version (`store check`); "
+                   "`--migrate` rewrites old ones."),
     "validate": Entry(("submit",), "Check a submission: metadata, search space, checkpoint, then its code in a "
                       "separate, time-limited process."),
     "submit": Entry(("submit",), "Validate a submission, train only its missing runs, score it against tuned "
                     "Adam and rank it."),
-    "data": Entry(("data",), "Prepare and inspect the datasets of the paper tier."),
+    "export": Entry(("bundle",), "Write a submission's runs of a suite, its folder and provenance into one "
+                    "bundle file."),
+    "verify": Entry(("bundle",), "Rerun each task's tuned point and a sample of a bundle's runs from its own code; "
+                    "compare the curves."),
+    "import": Entry(("bundle",), "Bring a bundle's runs into a store after checking hashes, keys and versions; "
+                    "never runs its code."),
+    "data": Entry(("data",), "Prepare and inspect the datasets of the paper tier; remake the ones that ship."),
     "meta-train": Entry(("meta_train",), "Meta-train a learned optimizer (truncated PES, task augmentation, "
                         "Celo's two phases)."),
     "bench": Entry(tuple(m for m in _command_modules() if m.startswith("bench_")),
@@ -66,13 +75,16 @@ COMMANDS: dict[str, Entry] = {
 A command module missing here still works (it is imported whenever the command list is
 needed), but makes every ``--help`` pay for its imports: add it."""
 
-_LOADED: dict[str, click.Command] = {}
+Command = Any
+"""A command object of Typer's (Typer vendors its own click since 0.26: the package imports no click)."""
+
+_LOADED: dict[str, Command] = {}
 _REGISTERED: set[str] = set()
 
 
 def _register(modules: tuple[str, ...] | list[str]) -> None:
     """Import `modules` (once each), let them register, and keep the commands they define."""
-    scratch = typer.Typer()
+    scratch = typer.Typer(rich_markup_mode=HELP_MARKUP)
     todo = [m for m in modules if m not in _REGISTERED]
     for module in todo:
         importlib.import_module(f"{__name__}.{module}").register(scratch)
@@ -89,7 +101,7 @@ def unlisted_modules() -> list[str]:
     return [m for m in _command_modules() if m not in listed]
 
 
-def load_command(name: str) -> click.Command | None:
+def load_command(name: str) -> Command | None:
     """Import the modules of command `name`, let them register, and return its click command."""
     _register(COMMANDS[name].modules if name in COMMANDS else unlisted_modules())
     return _LOADED.get(name)
@@ -100,16 +112,17 @@ class LazyGroup(TyperGroup):
 
     _listing = False
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         _register(unlisted_modules())
         return [*COMMANDS, *(n for n in _LOADED if n not in COMMANDS)]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Command | None:
         if cmd_name in COMMANDS and self._listing:  # the root's help needs only name and line
-            return click.Command(cmd_name, help=COMMANDS[cmd_name].help)
+            return TyperCommand(cmd_name, help=COMMANDS[cmd_name].help,
+                                short_help=COMMANDS[cmd_name].help)  # wrapped, never cut with ...
         return load_command(cmd_name)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         """Run the command; Ctrl-C anywhere in it ends with one line and code 130
         (:mod:`celo_bench.cli._interrupt`), before click would print "Aborted!" and exit 1."""
         try:
@@ -117,7 +130,7 @@ class LazyGroup(TyperGroup):
         except KeyboardInterrupt:
             exit_interrupted()
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
@@ -128,6 +141,7 @@ class LazyGroup(TyperGroup):
 app = typer.Typer(
     name="celo-bench",
     cls=LazyGroup,
+    rich_markup_mode=HELP_MARKUP,
     help="Benchmark neural-network optimizers: run the grid, score against tuned Adam, "
     "regenerate the paper's tables and figures, and rank new submissions.",
     no_args_is_help=True,

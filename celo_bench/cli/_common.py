@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from celo_bench.defaults import DEFAULT_RESULTS, DEFAULT_SUITE
 from celo_bench.errors import CeloBenchError
@@ -34,8 +36,20 @@ PlanSeedsOpt = typer.Option(
     None, "--seeds", min=1, help="Seeds per grid point the grid was run with (default: the suite's).",
 )
 
+HELP_MARKUP = "rich" if sys.stdout.isatty() and shutil.get_terminal_size().columns >= 100 else None
+"""How ``--help`` is drawn: Rich's panels on a terminal of 100 columns or more; otherwise (a narrow
+terminal, or output redirected to a file) click's plain layout, which wraps the help text and never
+cuts an option's name short (Rich's option panel does, below ~100 columns)."""
+
 console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in log files (a terminal wraps them)
 out = Console(soft_wrap=True)
+
+
+def name_column(table: Table, header: str, names: list[str], **options: Any) -> None:
+    """Add a column of names a user must type (optimizers, tasks): never wrapped, never cut short
+    (it is as wide as the longest name; the other columns give way)."""
+    table.add_column(header, no_wrap=True, overflow="ignore",
+                     min_width=max([len(header), *(len(str(n)) for n in names)]), **options)
 
 
 def emit_json(obj: Any) -> None:

@@ -4,12 +4,14 @@ Up front: jobs and runs to execute, runs already stored, optimizers that cannot 
 Then one line per finished job with ``k/N`` jobs, runs done, elapsed time and ETA — printed
 as plain lines when stderr is not a terminal (a log file, CI), with a live bar when it is.
 Ctrl-C ends with one line: interrupted, how many runs are stored, re-run to resume.
+With a `log` path, every line also goes to that file (plain text, appended).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,6 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from celo_bench.cli._interrupt import exit_interrupted
 from celo_bench.runner import GridPlan
+
+LOG_FOLDER = ".logs"
+"""Where `run` appends its progress inside the results folder: ``<results>/.logs/run-<suite>-<time>.log``."""
 
 
 def _clock(seconds: float) -> str:
@@ -29,8 +34,8 @@ def _clock(seconds: float) -> str:
 class GridProgress:
     """Callbacks for :func:`celo_bench.runner.run` that print the grid's progress."""
 
-    def __init__(self, console: Console, *, quiet: bool = False):
-        self.console, self.quiet = console, quiet
+    def __init__(self, console: Console, *, quiet: bool = False, log: Path | None = None):
+        self.console, self.quiet, self.log = console, quiet, log
         self.grid: GridPlan | None = None
         self.jobs_total = self.runs_total = self.jobs_done = self.runs_done = 0
         self.left: dict[bool, int] = {}  # jobs still to finish, by kind (learned or not)
@@ -54,10 +59,10 @@ class GridProgress:
         g = self.grid
         stored = g.stored if g else 0
         skipped = f", {len(g.not_run)} optimizer{'s' if len(g.not_run) != 1 else ''} not run here (see the end)" if g and g.not_run else ""
-        self.console.print(
-            f"grid: {self.jobs_total} jobs, {self.runs_total} runs to execute, {stored} already "
-            f"stored{skipped}", highlight=False,
-        )
+        line = (f"grid: {self.jobs_total} jobs, {self.runs_total} runs to execute, {stored} already "
+                f"stored{skipped}")
+        self.console.print(escape(line), highlight=False)
+        self.write_log(line)
         if self.live and self.jobs_total:
             self.bar = Progress(TextColumn("[bold]grid"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("runs"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
@@ -80,6 +85,7 @@ class GridProgress:
         note = f", {bad} not ok" if bad else ""
         line = (f"[{self.jobs_done}/{self.jobs_total} jobs | {self.runs_done}/{self.runs_total} runs | "
                 f"{_clock(elapsed)} elapsed | ETA {_clock(eta)}] {job.name}: {len(records)} runs{note}{timing}")
+        self.write_log(line)
         if self.bar is not None:
             self.bar.update(self.bar_task, advance=len(records), eta=f"ETA {_clock(eta)}")
             self.bar.console.print(escape(line), highlight=False)
@@ -105,6 +111,20 @@ class GridProgress:
         expected = sum(n * (sum(self.cost[k]) / len(self.cost[k]) if self.cost.get(k) else mean_all)
                        for k, n in self.left.items())
         return elapsed * expected / sum(done)
+
+    def write_log(self, line: str) -> None:
+        """Append `line` to the log file, if there is one (a log that cannot be written is dropped
+        with one line: the grid matters more than its log)."""
+        if self.log is None:
+            return
+        try:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with self.log.open("a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        except OSError as e:
+            self.console.print(f"[yellow]log {escape(str(self.log))} cannot be written ({e.strerror}); "
+                               "going on without it[/]")
+            self.log = None
 
     def waiting(self, job) -> None:
         if not self.quiet:
@@ -138,4 +158,4 @@ def print_not_run(groups: Sequence[tuple[str, str, Sequence[str]]], console: Con
         console.print(f"[yellow]{escape(text)}[/]", highlight=False, soft_wrap=True)
 
 
-__all__ = ["GridProgress", "print_not_run"]
+__all__ = ["LOG_FOLDER", "GridProgress", "print_not_run"]

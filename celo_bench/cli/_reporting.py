@@ -8,15 +8,17 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 
-from celo_bench import __version__
+from celo_bench import __version__, fileio
 from celo_bench.cli._common import console
 from celo_bench.errors import CeloBenchError
 from celo_bench.paths import unwritable_reason
 from celo_bench.runner import GridPlan
 from celo_bench.store import Store
+from celo_bench.suite import Registry, load_registry
 
 STAMP = ".celo-bench-report"
 """The report folder's marker file; ``run`` keeps in it what the report was made from."""
@@ -46,11 +48,27 @@ def check_out_writable(out: Path) -> None:
         ) from None
 
 
-def report_stamp(grid: GridPlan, suite: str, not_run: Mapping[str, str], statuses: Mapping[str, str]) -> str:
-    """A fingerprint of everything a report of `grid` is made from (`statuses`: the store now)."""
+def store_registry(results: Path, quiet: bool = False) -> Registry:
+    """The spec registry plus every submission kept in store `results` (their rows stay on its
+    leaderboard: :mod:`celo_bench.submission.stored`); a kept folder that cannot be read is
+    left out with one line on stderr."""
+    from celo_bench.submission.stored import with_stored
+
+    reg, problems = with_stored(load_registry(), results)
+    for line in problems if not quiet else ():
+        console.print(f"[yellow]note[/]: {escape(line)}", soft_wrap=True)
+    return reg
+
+
+def report_stamp(grid: GridPlan, suite: str, not_run: Mapping[str, str], statuses: Mapping[str, str],
+                 registry: Registry | None = None) -> str:
+    """A fingerprint of everything a report of `grid` is made from (`statuses`: the store now;
+    `registry`: its submissions, kept in the store, are ranked too)."""
     planned = sorted((r.key, statuses.get(r.key) or "") for j in grid.jobs for r in j.runs)
+    subs = sorted(f"{o.name}:{o.factory}" for o in (registry.optimizers.values() if registry else ())
+                  if o.kind == "submission")
     payload = {"suite": suite, "runs": planned, "not_run": dict(sorted(not_run.items())),
-               "version": __version__}
+               "version": __version__, **({"submissions": subs} if subs else {})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -65,14 +83,16 @@ def write_report_if_stale(
     changed: bool,
     steps: int | None = None,
     seeds: int | None = None,
+    execution: Mapping[str, Any] | None = None,
 ) -> Path | None:
     """Write the report of `suite` into `out` unless the one there is already current."""
     from celo_bench.report import write_report  # deferred: plotting libraries are slow to import
 
+    registry = store_registry(results, quiet)
     stamp = None
     if grid is not None:  # the plan's scan is current unless this run stored records
         statuses = Store(results).scan().statuses if changed else grid.scan.statuses
-        stamp = report_stamp(grid, suite, not_run, statuses)
+        stamp = report_stamp(grid, suite, not_run, statuses, registry)
     stamp_file = Path(out) / STAMP
     if not changed and stamp and stamp_file.is_file():
         try:
@@ -84,16 +104,16 @@ def write_report_if_stale(
             pass
     try:
         path = write_report(suite=suite, results=results, out=out, not_run=dict(not_run), steps=steps,
-                            seeds=seeds)
+                            seeds=seeds, execution=execution, registry=registry)
     except CeloBenchError as e:  # e.g. a partial grid without the Adam reference
         console.print(f"[yellow]report skipped[/]: {escape(str(e))}")
         return None
     if stamp:
         try:
-            (Path(path) / STAMP).write_text(json.dumps({"stamp": stamp}))
+            fileio.atomic_write_text(Path(path) / STAMP, json.dumps({"stamp": stamp}))
         except OSError:
             pass  # the report is whole; only the next run's shortcut is lost
     return path
 
 
-__all__ = ["STAMP", "check_out_writable", "report_stamp", "write_report_if_stale"]
+__all__ = ["STAMP", "check_out_writable", "report_stamp", "store_registry", "write_report_if_stale"]

@@ -20,9 +20,11 @@ from celo_bench.cli._common import (
     out,
     split_names,
 )
+from celo_bench.cli._plan_options import execution_options
 from celo_bench.suite import KIND_LABELS
 
 
+@execution_options
 def grid_command(
     suite: str = SuiteOpt,
     tasks: list[str] = TasksOpt,
@@ -33,10 +35,8 @@ def grid_command(
     executor: str = typer.Option("local", "--executor", help="local | ray."),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),
     cache: str = typer.Option("cold", "--cache", help="cold: an empty compilation cache (a first run); warm: your persistent cache."),
-    steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop | split (default: planned per job)."),
-    runs_strategy: str = typer.Option(None, "--runs-strategy", help="vmap | sequential (default: planned per job)."),
-    xla_opt_level: int = typer.Option(None, "--xla-opt-level", help="XLA backend optimisation level 0-3 (default: planned per job)."),
     out_dir: Path = OutOpt,
+    execution: dict | None = None,  # the execution settings, from @execution_options
     fmt: Format = FormatOpt,
 ) -> None:
     """Run a grid into a fresh store and print wall time, compile share and runs/s.
@@ -59,13 +59,12 @@ def grid_command(
     res = bench_grid(
         suite, tasks=tasks, optimizers=optimizers, seeds=seeds, steps=steps,
         results=results, executor=executor, cache=cache,
-        engine=EngineSettings(steps_strategy=steps_strategy, runs_strategy=runs_strategy,
-                              xla_opt_level=xla_opt_level, parallel_jobs=jobs),
+        engine=EngineSettings(execution=execution or {}, parallel_jobs=jobs),
         on_job=on_job if fmt == Format.text else None,
     )
     settings = {"suite": suite, "tasks": tasks, "optimizers": optimizers,
                 "seeds": seeds, "steps": steps, "executor": executor, "jobs": jobs, "cache": cache,
-                "steps_strategy": steps_strategy, "runs_strategy": runs_strategy, "xla_opt_level": xla_opt_level}
+                "execution": execution}
     path = bench_results.write(out_dir, f"grid-{suite}", settings=settings, machine=provenance(),
                                result=res.as_dict())
     if fmt == Format.json:

@@ -17,11 +17,13 @@ from rich.progress import (
 from rich.table import Table
 
 from celo_bench.cli._common import FormatOpt, console, emit_json, out, split_names
-from celo_bench.data import cache
+from celo_bench.data import cache, shipped
 from celo_bench.data.sources import RECIPES, find_local
+from celo_bench.errors import CeloBenchError
+from celo_bench.paths import require_writable
 from celo_bench.suite import load_registry
 
-data_app = typer.Typer(help="Prepare and inspect the datasets of the paper tier.", no_args_is_help=True)
+data_app = typer.Typer(help="Prepare and inspect the datasets of the paper tier; remake the ones that ship.", no_args_is_help=True)
 
 DataDirOpt = typer.Option(
     None, "--data-dir", help=f"Cache folder (default: ${cache.ENV_VAR}, else {cache.default_root()})."
@@ -126,7 +128,31 @@ def list_command(
     out.print(table)
 
 
+def derive_command(
+    name: str = typer.Argument(..., help="Shipped dataset to remake: " + ", ".join(shipped.SHIPPED) + "."),
+    source: Path = typer.Option(Path("/usr/share/datasets/fashion-mnist"), "--source",
+                                help="Folder of the original IDX files (apt-get install "
+                                     "dataset-fashion-mnist, or a `data prepare` folder)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write the derived files to."),
+    fmt=FormatOpt,
+) -> None:
+    """Remake a dataset that ships inside the package from its originals (byte-identical)."""
+    if name not in shipped.SHIPPED:
+        raise CeloBenchError(f"no shipped dataset '{name}'; choose one of: {', '.join(shipped.SHIPPED)}")
+    require_writable(out_dir, "output folder", "pass --out DIR with a writable folder")
+    sums = shipped.derive(name, source, out_dir)
+    pinned = shipped.SHIPPED[name].sha256
+    rows = [{"file": f, "sha256": h, "matches_package": h == pinned.get(f)} for f, h in sums.items()]
+    if fmt.value == "json":
+        emit_json({"dataset": name, "out": str(out_dir), "files": rows})
+        return
+    for r in rows:
+        out.print(f"{r['file']}  {r['sha256']}  {'= package' if r['matches_package'] else 'DIFFERS from package'}")
+    console.print(f"written to {out_dir}")
+
+
 def register(app: typer.Typer) -> None:
+    data_app.command("derive")(derive_command)
     data_app.command("prepare")(prepare_command)
     data_app.command("list")(list_command)
     app.add_typer(data_app, name="data")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 
 import typer
+from rich import box
 from rich.table import Table
 
-from celo_bench.cli._common import FormatOpt, emit_json, out
+from celo_bench.cli._common import FormatOpt, emit_json, name_column, out
 from celo_bench.data import dataset_info
 from celo_bench.suite import TaskSpec, load_registry
 from celo_bench.task import count_params as task_count_params
@@ -91,14 +92,17 @@ def list_command(
     if fmt.value == "json":
         emit_json(rows)
         return
-    table = Table(title=what.value)
+    table = Table(title=what.value, box=box.SIMPLE_HEAD, pad_edge=False)
     cols = {
         What.tasks: ["name", "family", "dataset", "batch_size", "steps", "n_params"],
         What.optimizers: ["name", "label", "tuned", "reference"],
         What.suites: ["name", "version", "seeds", "steps", "description"],
     }[what]
     for c in cols:
-        table.add_column(c)
+        if c == "name":
+            name_column(table, c, [r["name"] for r in rows])
+        else:
+            table.add_column(c, overflow="fold")
     for r in rows:
         table.add_row(*[", ".join(r[c]) if isinstance(r[c], list) else str(r[c]) for c in cols])
     out.print(table)

@@ -18,9 +18,11 @@ from celo_bench.cli._common import (
     TasksOpt,
     console,
     emit_json,
+    name_column,
     out,
     split_names,
 )
+from celo_bench.cli._plan_options import execution_options
 from celo_bench.defaults import DEFAULT_RESULTS
 from celo_bench.plan import DATA_CHOICES, DEFAULT_SYNTHETIC_RESULTS
 from celo_bench.strategy import BACKENDS, backend_kind
@@ -53,6 +55,7 @@ def _hours(s: float) -> str:
     return f"{s / 3600:.2f} h" if s >= 360 else f"{s:.0f} s"
 
 
+@execution_options
 def plan_command(
     suite: str = SuiteOpt,
     tasks: list[str] = TasksOpt,
@@ -63,11 +66,10 @@ def plan_command(
     data: str = typer.Option("real", "--data", help=f"One of: {', '.join(DATA_CHOICES)}."),
     backend: str = typer.Option(None, "--backend", help=f"Device the grid will run on: {', '.join(BACKENDS)} (default: this machine's; with --calibrate: the probed device)."),
     device_memory_gib: float = typer.Option(None, "--device-memory-gib", min=1, help=f"Accelerator memory for the chunking estimate (default {DEFAULT_DEVICE_GIB:g}, one H200)."),
-    steps_strategy: str = typer.Option(None, "--steps-strategy", help="scan | loop | split (as `run`)."),
-    runs_strategy: str = typer.Option(None, "--runs-strategy", help="vmap | sequential (as `run`)."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Time a few steps of Adam and Celo per task family on this device and project the grid's wall time."),
     probe_steps: int = typer.Option(20, "--probe-steps", min=1, help="Steps per calibration probe."),
     probe_seeds: int = typer.Option(None, "--probe-seeds", min=1, help="Seeds per grid point in the probes (default: as --seeds; fewer makes a CPU probe quicker)."),
+    execution: dict | None = None,  # the execution settings, from @execution_options
     fmt=FormatOpt,
 ) -> None:
     """Dry run: runs, jobs and compiled programs of a grid, what is stored, missing data and
@@ -88,7 +90,7 @@ def plan_command(
     p = pricing.price(
         reg, suite, tasks=split_names(tasks, "--tasks"), optimizers=split_names(optimizers, "--optimizers"), seeds=seeds, steps=steps,
         data=data, results=results, backend=backend, memory_budget=budget, sizes=sizes,
-        steps_strategy=steps_strategy, runs_strategy=runs_strategy,
+        execution=execution,
     )
     if calibrate:
         def note(pr: Any) -> None:
@@ -124,8 +126,9 @@ def _print(p: Any) -> None:
     out.print(f"  store: ~{_size(s['bytes'])} for {s['records']:,} records (~{_size(s['bytes_per_record'])} each)"
               f"{measured}")
     table = Table(title="tasks", show_lines=False)
-    for col in ("task", "runs", "stored", "jobs", "programs", "params", "MB/run"):
-        table.add_column(col, justify="left" if col == "task" else "right")
+    name_column(table, "task", [row["task"] for row in p.by_task()])
+    for col in ("runs", "stored", "jobs", "programs", "params", "MB/run"):
+        table.add_column(col, justify="right")
     for row in p.by_task():
         table.add_row(row["task"], f"{row['runs']:,}", str(row["stored"]), str(row["jobs"]), str(row["programs"]),
                       f"{row.get('n_params', 0):,}", f"{row.get('bytes_per_run', 0) / 1e6:.0f}")

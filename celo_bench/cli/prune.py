@@ -15,19 +15,26 @@ from celo_bench.cli._common import (
     results_path,
     split_names,
 )
+from celo_bench.cli._plan_options import execution_options
 from celo_bench.prune import prune
 
 
+@execution_options
 def prune_command(
     suites: list[str] = typer.Option(
         None, "--suite", "-s", help="Only records of these suites (repeat or comma-separate; default: all)."
     ),
     results: Path = ResultsOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would move."),
+    execution: dict | None = None,  # settings to plan besides those the records state (@execution_options)
     fmt=FormatOpt,
 ) -> None:
-    """Move records that no current suite plans (old specs, grids or versions) to <results>/.pruned/."""
-    res = prune(results_path(results), suites=split_names(suites, "--suite"), dry_run=dry_run)
+    """Move records that no current suite plans (old specs, grids or versions) to <results>/.pruned/.
+
+    Records made at other horizons (`run --steps`) or with other execution settings (the
+    records state them) are planned as they were made, so they are never moved."""
+    res = prune(results_path(results), suites=split_names(suites, "--suite"), dry_run=dry_run,
+                execution=execution)
     counts = res.counts()
     if fmt.value == "json":
         emit_json({

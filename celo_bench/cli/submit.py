@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from celo_bench.cli._common import (
@@ -13,9 +14,11 @@ from celo_bench.cli._common import (
     SuiteOpt,
     console,
     emit_json,
+    name_column,
     out,
     results_path,
 )
+from celo_bench.cli._plan_options import execution_options
 from celo_bench.cli._reporting import check_out_writable
 from celo_bench.defaults import report_dir
 
@@ -67,16 +70,17 @@ def _ci(row: dict, metric: str) -> str:
 
 
 def _print_ranking(res) -> None:
-    table = Table(title=f"suite {res.suite} v{res.suite_version}: IQM [95% CI] relative to tuned adam")
-    for col in ("#", "optimizer", "kind", "final loss", "speedup", "tasks"):
-        wide = col in ("final loss", "speedup")  # CIs may wrap on narrow terminals
-        table.add_column(col, no_wrap=not wide, min_width=10 if col == "kind" else None)
+    table = Table(title=f"suite {res.suite} v{res.suite_version}: IQM [95% CI] relative to tuned adam",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("#", justify="right")
+    name_column(table, "optimizer", [f"{r['optimizer']} <- new" for r in res.leaderboard])
+    for col in ("final loss", "speedup", "tasks"):  # a CI wraps under its value on a narrow terminal
+        table.add_column(col, justify="right")
     for r in res.leaderboard:
         mine = r["optimizer"] == res.name
         rank = "-" if r["rank"] != r["rank"] else str(int(r["rank"]))  # NaN: unranked
         name = f"[bold]{r['optimizer']} <- new[/]" if mine else r["optimizer"]
-        table.add_row(rank, name, r["optimizer_kind"], _ci(r, "final_loss"), _ci(r, "speedup"),
-                      f"{r['tasks']}/{r['tasks_total']}")
+        table.add_row(rank, name, _ci(r, "final_loss"), _ci(r, "speedup"), f"{r['tasks']}/{r['tasks_total']}")
     out.print(table)
     if res.rank is None:
         out.print(f"{res.name}: not ranked")
@@ -85,11 +89,12 @@ def _print_ranking(res) -> None:
                   f"speedup IQM {_ci(res.row, 'speedup')}")
 
 
+@execution_options
 def submit_command(
     path: Path = typer.Argument(..., help="Submission folder (submission.toml + optimizer.py)."),
     suite: str = SuiteOpt,
     results: Path = ResultsOpt,
-    reports_dir: Path = typer.Option(None, "--out", help="Report folder (default: reports/<suite>)."),
+    reports_dir: Path = typer.Option(None, "--out", help="Report folder (default: reports/<suite>; for another --results, <results>/reports/<suite>)."),
     steps: int = typer.Option(None, "--steps", min=1, help="Horizon override (must match the stored baselines)."),
     seeds: int = typer.Option(None, "--seeds", min=1, help="Seeds override (must match the stored baselines)."),
     run_baselines: bool = typer.Option(
@@ -101,6 +106,7 @@ def submit_command(
     executor: str = typer.Option("local", "--executor", help="local | ray (as for `celo-bench run`)."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (auto or HOST:PORT)."),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),
+    execution: dict | None = None,  # the execution settings, from @execution_options
     fmt=FormatOpt,
 ) -> None:
     """Validate a submission, train only its missing runs, score it against tuned Adam and rank it.
@@ -112,7 +118,7 @@ def submit_command(
     from celo_bench.submission import SubmissionInvalid, submit
 
     quiet = fmt.value == "json"
-    reports_dir = reports_dir or report_dir(suite)
+    reports_dir = reports_dir or report_dir(suite, results_path(results))
     if report:
         check_out_writable(reports_dir)  # before any training, not after it
 
@@ -129,7 +135,7 @@ def submit_command(
     try:
         res = submit(path, suite=suite, results=results_path(results), out=reports_dir if report else None,
                      steps=steps, seeds=seeds, run_baselines=run_baselines, timeout=timeout, reps=reps,
-                     executor=executor, address=address, engine=EngineSettings(parallel_jobs=jobs),
+                     executor=executor, address=address, engine=EngineSettings(execution=execution or {}, parallel_jobs=jobs),
                      on_plan=on_plan, on_job=on_job)
     except SubmissionInvalid as e:
         if quiet:

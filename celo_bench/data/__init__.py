@@ -11,10 +11,11 @@ so models can be built without the data.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from celo_bench.data import cache, images, sources, synthetic, text
+from celo_bench.data import cache, images, shipped, sources, synthetic, text
 from celo_bench.data._offline import load_digits, load_pydoc_text
 from celo_bench.data.facts import FACTS, register_facts
 from celo_bench.data.sources import RECIPES
@@ -26,6 +27,7 @@ Loader = Callable[..., Dataset]
 LOADERS: dict[str, Loader] = {
     "digits": load_digits,
     "pydoc_text": load_pydoc_text,
+    **{name: functools.partial(shipped.load, name) for name in shipped.SHIPPED},
 }
 """Dataset name -> loader(**options). Paper datasets register themselves here too."""
 
@@ -33,6 +35,9 @@ LOADERS: dict[str, Loader] = {
 def register(name: str, loader: Loader) -> None:
     LOADERS[name] = loader
 
+
+for _name in shipped.SHIPPED:
+    register_facts(_name, functools.partial(shipped.facts, _name))
 
 for _name, _recipe in RECIPES.items():
     _module = images if _recipe.kind == "image" else text

@@ -16,12 +16,10 @@ Arrays are plain ``.npy`` files read with ``allow_pickle=False``: no pickles any
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from celo_bench import fileio
 from celo_bench.errors import DataMissingError
+from celo_bench.fileio import file_digests, sha256_file  # noqa: F401  (callers hash through the cache)
 
 ENV_VAR = "CELO_BENCH_DATA"
 MANIFEST = "manifest.json"
@@ -73,20 +73,6 @@ def raw_dir(name: str, root: str | os.PathLike | None = None) -> Path:
 
 def downloads_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     return data_root(root) / "downloads" / name
-
-
-def file_digests(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
-    """Hex digests of a file, read once in 1 MiB chunks."""
-    hashes = {a: hashlib.new(a) for a in algorithms}
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            for h in hashes.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashes.items()}
-
-
-def sha256_file(path: Path) -> str:
-    return file_digests(path)["sha256"]
 
 
 def read_manifest(name: str, root: str | os.PathLike | None = None) -> dict[str, Any] | None:
@@ -148,9 +134,7 @@ class Staging:
 
     def __init__(self, name: str, root: Path):
         self.name, self.root = name, root
-        root.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
-        os.chmod(self.path, 0o755)  # mkdtemp makes it private; the cache is a normal folder
+        self.path = fileio.staging_folder(root / name, prefix=f".tmp-{name}-")
         self.arrays: dict[str, dict[str, Any]] = {}
         self.committed = False
 
@@ -170,14 +154,7 @@ class Staging:
             **meta, "arrays": self.arrays,
         }
         (self.path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        final = self.root / self.name
-        old = None
-        if final.exists():
-            old = self.root / f".old-{self.name}-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(self.path, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        final = fileio.swap_folder(self.path, self.root / self.name)
         self.committed = True
         return final
 

@@ -6,7 +6,9 @@
   (a mismatch deletes it). pooch is optional (``pip install 'celo-bench[paper]'``).
 - Files of a HuggingFace hub repo come through :func:`huggingface_hub.hf_hub_download`
   (resumable, size-checked, honours ``HF_TOKEN``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``)
-  and are then checked against the LFS sha256 (or git blob sha1) the hub lists for them.
+  and are then checked against the LFS sha256 (or git blob sha1) the hub lists for them; a
+  copy that fails is removed and downloaded again once where the network allows
+  (:func:`celo_bench.hub.obtain`, the rule learned optimizers' weights follow too).
 
 Either way a mismatch raises :class:`~celo_bench.data.cache.DataCorruptError` and leaves
 no file behind; an unreachable source raises :class:`~celo_bench.errors.DataMissingError`.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import os
 import shutil
 import urllib.parse
@@ -29,6 +30,7 @@ from typing import Any
 
 import huggingface_hub
 
+from celo_bench import hub
 from celo_bench.data.cache import DataCorruptError, file_digests
 from celo_bench.data.sources import HubSource
 from celo_bench.errors import DataMissingError
@@ -83,15 +85,6 @@ class _Bar:
         pass
 
 
-def _git_blob_sha1(path: Path) -> str:
-    """Git's object id of a file: sha1 over ``b"blob <size>\\0"`` + content (non-LFS hub files)."""
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_size(path: Path | str, remote: Remote) -> None:
     size = os.path.getsize(path)
     if remote.size is not None and size != remote.size:
@@ -103,7 +96,7 @@ def check(path: Path, remote: Remote) -> None:
     _check_size(path, remote)
     digests = file_digests(path, tuple(a for a in remote.checksums if a != "git-sha1"))
     if "git-sha1" in remote.checksums:
-        digests["git-sha1"] = _git_blob_sha1(path)
+        digests["git-sha1"] = hub.git_blob_sha1(path)
     for algo, want in remote.checksums.items():
         if digests[algo] != want.lower():
             raise DataCorruptError(f"{remote.name}: {algo} mismatch (expected {want}, got {digests[algo]}); "
@@ -157,20 +150,35 @@ def _via_pooch(remote: Remote, dest: Path, progress: Progress | None) -> None:
 
 
 def _via_hub(remote: Remote, dest: Path, progress: Progress | None) -> None:
-    assert remote.hub is not None
-    try:
-        path = huggingface_hub.hf_hub_download(
-            remote.hub.repo, remote.name, repo_type=remote.hub.repo_type, revision=remote.hub.revision,
-            local_dir=_root(dest, remote), tqdm_class=functools.partial(_Bar, progress) if progress else None)
-    except Exception as e:  # offline, network, auth, missing file: all end the same way for the user
-        why = ("HF_HUB_OFFLINE is set and the file is not downloaded yet" if huggingface_hub.constants.HF_HUB_OFFLINE
-               else f"{type(e).__name__}: {e}".split("\n")[0])
-        raise DataMissingError(f"cannot download {remote.url}: {why}") from None
-    try:
-        check(Path(path), remote)  # hf_hub_download checks the size, not the content hash
-    except DataCorruptError:
-        Path(path).unlink(missing_ok=True)
-        raise
+    """hf_hub_download into the dataset's folder, then :func:`celo_bench.hub.obtain`'s rule: a
+    file that fails its size or hash (hf_hub_download checks the size only, and returns a damaged
+    local copy as it is) is removed and downloaded again once, where the network allows."""
+    hubfile = remote.hub
+    assert hubfile is not None
+    root = _root(dest, remote)
+    command = hub.download_command(hubfile.repo, remote.name, repo_type=hubfile.repo_type,
+                                   revision=hubfile.revision, local_dir=root)
+    fix = f"fetch it where the network allows: `celo-bench data prepare` again, or `{command}`"
+
+    def get(force: bool) -> Path:
+        kwargs: dict[str, Any] = {"force_download": True} if force else {}
+        try:
+            return Path(huggingface_hub.hf_hub_download(
+                hubfile.repo, remote.name, repo_type=hubfile.repo_type, revision=hubfile.revision,
+                local_dir=root, tqdm_class=functools.partial(_Bar, progress) if progress else None, **kwargs))
+        except Exception as e:  # offline, network, auth, missing file: all end the same way for the user
+            offline = hub.offline_reason()
+            why = (f"offline ({offline}) and the file is not downloaded yet" if offline
+                   else f"{type(e).__name__}: {e}".split("\n")[0])
+            raise DataMissingError(f"cannot download {remote.url}: {why}") from None
+
+    def verify(path: Path) -> None:
+        try:
+            check(path, remote)
+        except DataCorruptError as e:
+            raise hub.Damaged(str(e)) from None
+
+    hub.obtain(get, verify, error=lambda why: DataCorruptError(f"{why}; fix: {fix}"))
 
 
 def fetch(remote: Remote, dest: Path, progress: Progress | None = None) -> dict[str, str]:

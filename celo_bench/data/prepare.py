@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from celo_bench import __version__
+from celo_bench import __version__, fileio
 from celo_bench.data import cache, images, text
 from celo_bench.data.fetch import Remote, fetch, resolve_hub
 from celo_bench.data.formats import (
@@ -71,7 +71,7 @@ class _Quiet:
 def _describe_files(files: Sequence[Path], base: Path, digests: dict[str, dict] | None = None) -> list[dict]:
     out = []
     for f in files:
-        d = (digests or {}).get(str(f)) or cache.file_digests(f, ("sha256", "md5"))
+        d = (digests or {}).get(str(f)) or fileio.file_digests(f, ("sha256", "md5"))
         out.append({"name": f.relative_to(base).as_posix() if f.is_relative_to(base) else f.name,
                     "bytes": f.stat().st_size, **d})
     return out
@@ -228,7 +228,7 @@ def prepare(
         arrays = _convert_lm(recipe, kind, files, tokenizer, max_seq_len + 1, progress)
         meta["info"] = text.lm_facts(name, max_seq_len)
         meta["max_seq_len"] = max_seq_len
-        meta["tokenizer"] = {"file": vocab.name, "sha256": cache.sha256_file(vocab),
+        meta["tokenizer"] = {"file": vocab.name, "sha256": fileio.sha256_file(vocab),
                              "source": f"{VOCAB.repo}/{vocab.name}", "pad_id": text.PAD_ID}
     digests = src.pop("digests", None)
     src["files"] = _describe_files([f for fs in files.values() for f in fs], folder, digests)

@@ -175,7 +175,7 @@ def has_originals(recipe: Recipe, folder: Path) -> bool:
 
 
 def has_parquet(recipe: Recipe, folder: Path) -> bool:
-    """Does `folder` hold the hub's parquet shards (e.g. a ``huggingface-cli download``)?"""
+    """Does `folder` hold the hub's parquet shards (e.g. an ``hf download``)?"""
     if recipe.hub is None or not folder.is_dir():
         return False
     return all(glob_files(folder, p) for p in recipe.hub.patterns.values())

@@ -1,7 +1,8 @@
 """The vectorized training engine."""
 
-from celo_bench.engine._train import JobResult, OptimizerBuilder, run_job
+from celo_bench.engine._train import JobResult, run_job
 from celo_bench.strategy import RUNS_CHOICES, STEPS_CHOICES, Strategy, default_strategy
+from celo_bench.task import OptimizerBuilder
 from celo_bench.versions import ENGINE_VERSION
 
 __all__ = [

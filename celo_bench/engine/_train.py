@@ -34,10 +34,29 @@ from celo_bench.engine.memory import (
     run_chunked,
 )
 from celo_bench.strategy import ENGINE_PROGRAMS_PER_CHUNK, Strategy
-from celo_bench.task import EVAL_SPLITS, Task
+from celo_bench.task import EVAL_SPLITS, OptimizerBuilder, Task
 
-OptimizerBuilder = Callable[[Mapping[str, jax.Array]], optax.GradientTransformationExtraArgs]
-"""Maps (possibly traced) hyper-parameters to an optimizer; called inside the program."""
+BareBuilder = Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]
+"""A plain ``make(hparams) -> optimizer`` function, taken as a hand-crafted builder."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Bare:
+    """A :class:`~celo_bench.task.OptimizerBuilder` around a bare function (no meta-parameters,
+    no program key)."""
+
+    fn: BareBuilder
+    meta_params: Any = None
+    program_key: tuple | None = None
+
+    def __call__(self, hparams: Mapping[str, Any], meta_params: Any = None) -> optax.GradientTransformation:
+        return self.fn(hparams)
+
+
+def as_builder(make: OptimizerBuilder | BareBuilder) -> OptimizerBuilder:
+    """`make` itself when it is an :class:`~celo_bench.task.OptimizerBuilder` (e.g. from
+    :func:`celo_bench.optimizers.builder`), else the bare function `make` as one."""
+    return make if isinstance(make, OptimizerBuilder) else _Bare(make)
 
 META_KEY = "meta_params"
 """Key of a learned optimizer's meta-parameters among a program's shared inputs."""
@@ -108,9 +127,9 @@ def _data_order(key: jax.Array, n: int, batch: int, steps: int) -> jax.Array:
 class _Program:
     """Pure single-run functions of one job; strategies compose them with jit/vmap/scan."""
 
-    def __init__(self, task: Task, make_optimizer: OptimizerBuilder, num_steps: int):
+    def __init__(self, task: Task, make_optimizer: OptimizerBuilder | BareBuilder, num_steps: int):
         spec = task.spec
-        self.task, self.make_optimizer, self.T = task, make_optimizer, num_steps
+        self.task, self.make_optimizer, self.T = task, as_builder(make_optimizer), num_steps
         self.batch, self.every = spec.batch_size, spec.eval_every
         self.eval_batches, self.last_eval_batches = spec.eval_batches, spec.last_eval_batches
         self.n_train = task.dataset.size("train")
@@ -356,7 +375,7 @@ def _optimizer_identity(make_optimizer: OptimizerBuilder, hparams: Any, meta: An
     optimizers' jobs with equal identities (published Celo and the cpu-diet Celo) run one
     compiled program, which the process keeps. None (a hand-crafted optimizer, whose programs
     compile fast and are seldom met again, or a builder without a key): compiled per job."""
-    key = getattr(make_optimizer, "program_key", None)
+    key = make_optimizer.program_key
     if key is None or meta is None:
         return None
     hp = tuple((k, jnp.shape(v), jnp.result_type(v)) for k, v in sorted(hparams.items()))
@@ -505,7 +524,7 @@ def _bytes_per_run(task: Task, num_steps: int) -> int:
 
 def run_job(
     task: Task,
-    make_optimizer: OptimizerBuilder,
+    make_optimizer: OptimizerBuilder | BareBuilder,
     hparams: Mapping[str, np.ndarray],
     seeds: np.ndarray,
     *,
@@ -518,7 +537,9 @@ def run_job(
 
     Args:
       task: the task (model, data, eval cadence).
-      make_optimizer: builds the optimizer from a dict of (traced) hyper-parameters.
+      make_optimizer: builds the optimizer from a dict of (traced) hyper-parameters: an
+        :class:`~celo_bench.task.OptimizerBuilder` (its meta-parameters become a program
+        input; its program key lets jobs share programs) or a bare function.
       hparams: hyper-parameter name -> array of shape ``(R,)``.
       seeds: integer array of shape ``(R,)``.
       num_steps: horizon ``T`` (multiple of the task's ``eval_every``).
@@ -539,7 +560,7 @@ def run_job(
     hp = {k: np.asarray(v, dtype=np.float32).reshape(R) for k, v in hparams.items()}
     prog = _Program(task, make_optimizer, num_steps)
     data = {s: dict(task.dataset.splits[s]) for s in ("train", *EVAL_SPLITS[1:])}
-    meta = getattr(make_optimizer, "meta_params", None)
+    meta = prog.make_optimizer.meta_params
     if meta is not None:
         data[META_KEY] = meta
     data = jax.device_put(data)

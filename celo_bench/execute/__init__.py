@@ -81,10 +81,12 @@ def run_jobs(
 ) -> RunSummary:
     """Execute `jobs`, writing each job's records as soon as it finishes.
 
-    With `claims` (the default), each job is claimed (see :mod:`celo_bench.execute._claims`)
-    right before the executor takes it, and released once its records are written. A
-    job another live process holds is skipped at first; once every other job is done,
-    this process waits for it (``on_wait(job)`` is called first), at most
+    With `claims` (the default), the runs of each job are claimed together (see
+    :mod:`celo_bench.execute._claims`: one claim per run, so overlapping grids of other
+    shapes exclude each other too) right before the executor takes the job, and released
+    once its records are written. A job any of whose runs another live process holds is
+    skipped at first; once every other job is done, this process waits for it
+    (``on_wait(job)`` is called first), at most
     `claim_timeout` seconds in all (None: as long as its holder lives; a dead holder
     releases at once), re-reads which of its runs are stored and trains the rest.
 
@@ -199,7 +201,7 @@ def _claim(held: Claims, job: Job, timeout: float | None) -> bool:
     try:
         return held.try_claim(job) if timeout == 0 else held.wait_claim(job, timeout)
     except OSError as e:
-        raise write_error(f"cannot create the job claim {held.lock_path(job)}", e, held.lock_path(job)) from None
+        raise write_error(f"cannot create the run claim {held.lock_path(job)}", e, held.lock_path(job)) from None
 
 
 __all__ = [

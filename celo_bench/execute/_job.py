@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import traceback
 from collections.abc import Mapping
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from celo_bench.engine import JobResult, Strategy, default_strategy, run_job
+from celo_bench.engine import JobResult, default_strategy, run_job
 from celo_bench.engine.memory import DeviceOutOfMemoryError
 from celo_bench.execute.settings import EngineSettings
 from celo_bench.plan import Job, RunSpec
@@ -104,8 +105,7 @@ def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[R
         strat = job.strategy or default_strategy(
             job.task.family, jax.default_backend(), {**job.task.strategy, **settings.strategy_overrides()}
         )
-        strat = Strategy(steps=strat.steps, runs=strat.runs, block_size=settings.block_size,
-                         xla_opt_level=strat.xla_opt_level)
+        strat = dataclasses.replace(strat, block_size=settings.block_size)
         names = sorted(job.runs[0].hparams)
         hparams = {k: np.array([r.hparams[k] for r in job.runs]) for k in names}
         seeds = np.array([r.seed for r in job.runs])

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from celo_bench import fileio
 from celo_bench.optimizers import checkpoint as ckpt
 from celo_bench.paths import require_writable
 
@@ -56,9 +57,8 @@ def label(preset: str) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    """`obj` as indented JSON in `path`, written atomically."""
+    fileio.atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def card_markdown(card: dict) -> str:
@@ -104,7 +104,7 @@ def write_checkpoint(folder: Path, theta: Any, card: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = ckpt.write(folder / ckpt.FILENAME, jax_to_numpy(theta))
     write_json(folder / CARD_JSON, card)
-    (folder / CARD_MD).write_text(card_markdown(card))
+    fileio.atomic_write_text(folder / CARD_MD, card_markdown(card))
     return path
 
 
@@ -139,9 +139,7 @@ def write_spec(out: Path, card: dict) -> Path:
         f"note = {q(card['label'] + '; see card.md beside the checkpoint')}",
         "",
     ])
-    path = out / f"{name}.toml"
-    path.write_text(text)
-    return path
+    return fileio.atomic_write_text(out / f"{name}.toml", text)
 
 
 def _meta_training_text(card: dict) -> str:
@@ -183,10 +181,11 @@ def write_curve(out: Path, losses: list[float], seconds: list[float], title: str
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = out / (CURVE_PNG + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out / CURVE_PNG)
+    try:
+        with fileio.atomic_path(out / CURVE_PNG, suffix=".png") as tmp:  # the format from the suffix
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
 
 
 __all__ = ["card_markdown", "label", "spec_name", "write_spec", "window_means", "write_checkpoint", "write_curve", "write_json"]

@@ -13,11 +13,11 @@ pointing ``$CELO_BENCH_CHECKPOINTS`` at the weights root (same ``<name>/theta.st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
+from celo_bench import fileio
 from celo_bench.errors import CeloBenchError
 from celo_bench.metatrain import artifacts
 from celo_bench.optimizers import checkpoint as ckpt
@@ -52,21 +52,19 @@ def install(out: str | Path, root: str | Path | None = None, *, command: str | N
     name = artifacts.spec_name(card["architecture"], card["preset"], card["phase"])
     dest = Path(root) if root is not None else ckpt.weights_root()
     dest = dest / name
-    tmp = dest.with_name(dest.name + ".tmp")
     try:
-        _copy_run(run, chosen, card, tmp, dest, command)
+        # copied into a hidden folder beside `dest`, then swapped in whole: never half-installed
+        with fileio.staged_folder(dest) as tmp:
+            _copy_run(run, chosen, card, tmp, command)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise CeloBenchError(f"cannot install weights into {dest}: {e.strerror or e}; {INSTALL_FIX} and re-run "
                              f"(the finished run stays in {run})") from None
     return dest
 
 
-def _copy_run(run: Path, chosen: Path, card: dict, tmp: Path, dest: Path, command: str | None) -> None:
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+def _copy_run(run: Path, chosen: Path, card: dict, tmp: Path, command: str | None) -> None:
     shutil.copy2(chosen / ckpt.FILENAME, tmp / ckpt.FILENAME)
-    card["sha256"] = hashlib.sha256((chosen / ckpt.FILENAME).read_bytes()).hexdigest()
+    card["sha256"] = fileio.sha256_file(tmp / ckpt.FILENAME)
     card["chosen_step"] = card.get("selected_step", card.get("outer_step"))
     if command:
         card["command"] = command
@@ -74,8 +72,6 @@ def _copy_run(run: Path, chosen: Path, card: dict, tmp: Path, dest: Path, comman
     (tmp / artifacts.CARD_MD).write_text(artifacts.card_markdown(card) + _remake_note(card))
     if (run / "selection.json").is_file():
         shutil.copy2(run / "selection.json", tmp / "selection.json")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.replace(dest)  # never a half-installed folder
 
 
 def _remake_note(card: dict) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from celo_bench import fileio
 from celo_bench.errors import CeloBenchError
 from celo_bench.metatrain import artifacts
 from celo_bench.metatrain.config import (
@@ -160,16 +161,15 @@ def _keep_best(rows: list[dict], out: Path, cfg: MetaTrainConfig, sweep_axes: di
     """Copy the lowest-scoring checkpoint of `rows` to ``out/best`` (card updated), write the summary."""
     best = min(rows, key=lambda r: r["meta_validation_loss"])
     best_dir = out / "best"
-    if best_dir.exists():
-        shutil.rmtree(best_dir)
-    shutil.copytree(best["checkpoint"], best_dir)
-    card = _read_json(best_dir / artifacts.CARD_JSON)
-    card.update({"meta_validation_loss": best["meta_validation_loss"], "selected_by": RULE,
-                 "selected_step": best["step"]})
-    if sweep_axes is not None:
-        card["sweep"] = sweep_axes
-    artifacts.write_json(best_dir / artifacts.CARD_JSON, card)
-    (best_dir / artifacts.CARD_MD).write_text(artifacts.card_markdown(card))
+    with fileio.staged_folder(best_dir) as staged:  # swapped in whole: never half a checkpoint
+        shutil.copytree(best["checkpoint"], staged, dirs_exist_ok=True)
+        card = _read_json(staged / artifacts.CARD_JSON)
+        card.update({"meta_validation_loss": best["meta_validation_loss"], "selected_by": RULE,
+                     "selected_step": best["step"]})
+        if sweep_axes is not None:
+            card["sweep"] = sweep_axes
+        artifacts.write_json(staged / artifacts.CARD_JSON, card)
+        (staged / artifacts.CARD_MD).write_text(artifacts.card_markdown(card))
     summary = {"rule": RULE, "best": best, "best_checkpoint": str(best_dir / "theta.state"),
                "runs": rows, "validation": {"horizon": cfg.val_horizon,
                                             "instances_per_task": cfg.val_instances,

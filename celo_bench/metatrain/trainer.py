@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from celo_bench import fileio
 from celo_bench.errors import CeloBenchError, CheckpointError, UnknownNameError
 from celo_bench.metatrain import artifacts
 from celo_bench.metatrain.config import MetaTrainConfig, validate
@@ -37,7 +38,7 @@ from celo_bench.metatrain.phases import (
     trainable_mask,
 )
 from celo_bench.metatrain.tasks import TaskFamily, available, build_family
-from celo_bench.optimizers import FACTORIES, factory
+from celo_bench.optimizers import REGISTERED_FACTORIES, factory
 from celo_bench.optimizers import checkpoint as ckpt
 from celo_bench.provenance import provenance
 
@@ -68,8 +69,8 @@ class RunResult:
 
 def learned_entry(arch: str):
     """The registry entry of a learned optimizer, or a clear error (names only learned ones)."""
-    learned = sorted(n for n, e in FACTORIES.items() if e.learned and e.init_meta_params)
-    if arch not in FACTORIES:
+    learned = sorted(n for n, e in REGISTERED_FACTORIES.items() if e.learned and e.init_meta_params)
+    if arch not in REGISTERED_FACTORIES:
         raise UnknownNameError("learned optimizer", arch, learned)
     entry = factory(arch)
     if not entry.learned or entry.init_meta_params is None:
@@ -183,10 +184,7 @@ class MetaTrainer:
         artifacts.write_curve(self.out, losses, seconds, f"{self.cfg.arch} ({card['label']}, "
                               f"phase {self.cfg.phase})")
         rdir = self.out / RESUME_DIR
-        rdir.mkdir(parents=True, exist_ok=True)
-        tmp = rdir / (RESUME_STATE + ".tmp")
-        tmp.write_bytes(serialization.to_bytes(jax.device_get(state)))
-        tmp.replace(rdir / RESUME_STATE)
+        fileio.atomic_write_bytes(rdir / RESUME_STATE, serialization.to_bytes(jax.device_get(state)))
         artifacts.write_json(rdir / RESUME_META, {
             "config": _jsonable(self.cfg.resume_key()), "step": step, "meta_loss": losses,
             "seconds": seconds, "wall_seconds": wall,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import optax
 
 from celo_bench.errors import CeloBenchError
 from celo_bench.optimizers import extra, handcrafted  # noqa: F401  (registers factories)
-from celo_bench.optimizers._registry import FACTORIES, FactoryEntry, factory, register
+from celo_bench.optimizers._registry import REGISTERED_FACTORIES, FactoryEntry, factory, register
 from celo_bench.suite import OptimizerSpec, canonical_json, load_registry
+from celo_bench.task import OptimizerBuilder
 
 
 def _load_learned() -> None:
@@ -68,8 +70,9 @@ def builder(
     checkpoint: str | None = None,
     meta_params: Any = None,
     sha256: str | None = None,
-):
-    """Return ``make(hparams) -> GradientTransformationExtraArgs`` for `spec`.
+) -> OptimizerBuilder:
+    """Return the :class:`~celo_bench.task.OptimizerBuilder` of `spec`: ``make(hparams) ->
+    GradientTransformationExtraArgs``.
 
     Meta-parameters of a learned optimizer are loaded once here (from `meta_params`,
     `checkpoint`, or the spec's checkpoint source) and closed over; hyper-parameters
@@ -82,22 +85,32 @@ def builder(
         from celo_bench.optimizers.checkpoint import load_for_spec
 
         meta_params = load_for_spec(spec, checkpoint, sha256=sha256)
+    # the engine compiles one program for every learned optimizer's builder with this key
+    return Builder(entry, defaults, num_steps, meta_params if entry.learned else None,
+                   _program_key(spec, entry, defaults, num_steps))
 
-    def make(hparams: Mapping[str, Any], meta_params: Any = None) -> optax.GradientTransformationExtraArgs:
-        kwargs = {**defaults, **dict(hparams)}
-        if entry.learned:
-            theta = meta_params if meta_params is not None else make.meta_params
-            opt = entry.fn(theta, **kwargs, num_steps=num_steps)
+
+@dataclass(frozen=True, eq=False)
+class Builder:
+    """The registry's :class:`~celo_bench.task.OptimizerBuilder`: a registered factory with its
+    spec's `defaults` and the run horizon `num_steps` bound (see :func:`builder`)."""
+
+    entry: FactoryEntry
+    defaults: Mapping[str, Any]
+    num_steps: int
+    meta_params: Any = None
+    program_key: tuple | None = None
+
+    def __call__(self, hparams: Mapping[str, Any], meta_params: Any = None) -> optax.GradientTransformationExtraArgs:
+        kwargs = {**self.defaults, **dict(hparams)}
+        if self.entry.learned:
+            theta = meta_params if meta_params is not None else self.meta_params
+            opt = self.entry.fn(theta, **kwargs, num_steps=self.num_steps)
         else:
-            opt = entry.fn(**kwargs, num_steps=num_steps)
+            opt = self.entry.fn(**kwargs, num_steps=self.num_steps)
         if not isinstance(opt, optax.GradientTransformationExtraArgs):
             opt = optax.with_extra_args_support(opt)
         return opt
-
-    make.meta_params = meta_params if entry.learned else None  # type: ignore[attr-defined]
-    # the engine compiles one program for every learned optimizer's builder with this key
-    make.program_key = _program_key(spec, entry, defaults, num_steps)  # type: ignore[attr-defined]
-    return make
 
 
 def build(
@@ -122,4 +135,4 @@ def build(
     return builder(spec, num_steps=num_steps, checkpoint=checkpoint)(hparams)
 
 
-__all__ = ["FACTORIES", "build", "builder", "factory", "register"]
+__all__ = ["REGISTERED_FACTORIES", "Builder", "OptimizerBuilder", "build", "builder", "factory", "register"]

@@ -48,17 +48,19 @@ class FactoryEntry:
         check(self.name, self.domain, arguments)
 
 
-FACTORIES: dict[str, FactoryEntry] = {}
+REGISTERED_FACTORIES: dict[str, FactoryEntry] = {}
+"""Factory name -> its :class:`FactoryEntry`: every registered optimizer factory (hand-crafted,
+extra, learned and submitted ones)."""
 
 
 def register(name: str, fn: Factory, *, learned: bool = False, init_meta_params: Callable | None = None) -> None:
     """Add a factory; names are unique."""
-    if name in FACTORIES and FACTORIES[name].fn is not fn:
+    if name in REGISTERED_FACTORIES and REGISTERED_FACTORIES[name].fn is not fn:
         raise ValueError(f"optimizer factory '{name}' is already registered")
-    FACTORIES[name] = FactoryEntry(name, fn, learned, init_meta_params)
+    REGISTERED_FACTORIES[name] = FactoryEntry(name, fn, learned, init_meta_params)
 
 
 def factory(name: str) -> FactoryEntry:
-    if name not in FACTORIES:
-        raise UnknownNameError("optimizer factory", name, FACTORIES)
-    return FACTORIES[name]
+    if name not in REGISTERED_FACTORIES:
+        raise UnknownNameError("optimizer factory", name, REGISTERED_FACTORIES)
+    return REGISTERED_FACTORIES[name]

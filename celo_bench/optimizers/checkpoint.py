@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from celo_bench import fileio
 from celo_bench.errors import CheckpointError
 from celo_bench.weights import (
     ENV_FOLDER,
@@ -115,13 +116,8 @@ def read(path: str | os.PathLike, *, sha256: str | None = None) -> dict:
 
 
 def write(path: str | os.PathLike, tree: Mapping[str, Any]) -> Path:
-    """Write `tree` as a ``theta.state`` file (atomically: temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(encode(tree))
-    tmp.replace(path)
-    return path
+    """Write `tree` as a ``theta.state`` file (atomically: :func:`celo_bench.fileio.atomic_write_bytes`)."""
+    return fileio.atomic_write_bytes(path, encode(tree))
 
 
 # --------------------------------------------------------------------------- matching

@@ -217,12 +217,13 @@ def adopt(learning_rate, *, b1=0.9, b2=0.9999, eps=1e-6, use_clipping=True, num_
     return optax.contrib.adopt(learning_rate, b1=b1, b2=b2, eps=eps, use_clipping=bool(use_clipping))
 
 
-FACTORIES = {
+EXTRA_FACTORIES = {
     "lion": lion,
     "muon": muon,
     "schedule_free_adamw": schedule_free_adamw,
     "prodigy": prodigy,
     "adopt": adopt,
 }
-for _name, _fn in FACTORIES.items():
+"""Factory name -> factory of the extra (post-paper) optimizers; each is registered below."""
+for _name, _fn in EXTRA_FACTORIES.items():
     register(_name, _fn)

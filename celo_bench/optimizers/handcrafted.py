@@ -377,7 +377,7 @@ def nadamw(
     )
 
 
-FACTORIES = {
+HANDCRAFTED_FACTORIES = {
     "adam": adam,
     "sgd": sgd,
     "sgdm": sgdm,
@@ -394,5 +394,6 @@ FACTORIES = {
     "radam": radam,
     "nadamw": nadamw,
 }
-for _name, _fn in FACTORIES.items():
+"""Factory name -> factory of the hand-crafted baselines of the paper; each is registered below."""
+for _name, _fn in HANDCRAFTED_FACTORIES.items():
     register(_name, _fn)

@@ -7,9 +7,15 @@
     out/figures/*.png|pdf       main IQM figure, performance profiles, training curves,
                                 learning-rate sensitivity, probability-of-improvement matrix
     out/figures/tasks/*.png     one training-curve panel per task (used by the page)
+    out/figures/sample_efficiency.png|pdf   IQM of the final-loss score along training with 95% CIs
+                                (the reference, Celo, the top five and any submission)
     out/tables/*.csv|md|tex     aggregate, per-task scores, overhead and ablation when available,
                                 tier agreement with every other suite that has results
     out/README.md               command, suite version, results fingerprint, date
+
+With ``site=True`` (``celo-bench report --site DIR``) the same folder is a static site: the
+pages refer to their images as files and every optimizer gets a page
+(``out/optimizers/<name>.html``, :mod:`celo_bench.report.site`).
 
 Everything but README.md is a pure function of the results: regenerating from the same
 results gives byte-identical files (same library versions).
@@ -27,25 +33,26 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import os
-import secrets
 import shlex
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from filelock import FileLock
 
 from celo_bench import aggregate as agg
+from celo_bench import efficiency as eff
+from celo_bench import fileio
 from celo_bench.aggregate import DEFAULT_COVERAGE_RULE
 from celo_bench.bench.results import DEFAULT_OUT as BENCH_DIR
 from celo_bench.compare import Comparison, compare
 from celo_bench.errors import CeloBenchError
 from celo_bench.paths import unwritable_reason
+from celo_bench.report import curves as C
 from celo_bench.report import figures as F
-from celo_bench.report import html, tables
+from celo_bench.report import html, palette, tables
+from celo_bench.report import site as site_pages
 from celo_bench.report.leaderboard import embed, leaderboard_markdown
 from celo_bench.results import Results, score_results, suites_with_results
 from celo_bench.score import ScoreConfig
@@ -55,8 +62,8 @@ __all__ = ["write_report", "write_scored_report", "render_report", "embed", "lea
 
 MARKER = ".celo-bench-report"
 """An empty file that marks a folder as a report (so replacing it whole is safe)."""
-REPORT_ENTRIES = frozenset({"leaderboard.md", "index.html", "README.md", "figures", "tables", MARKER,
-                            ".gitkeep"})  # .gitkeep: the placeholder older checkouts keep in reports/
+REPORT_ENTRIES = frozenset({"leaderboard.md", "index.html", "README.md", "figures", "tables", site_pages.PAGES,
+                            MARKER, ".gitkeep"})  # .gitkeep: the placeholder older checkouts keep in reports/
 
 
 def _taus(matrices: dict, crit: str) -> np.ndarray:
@@ -81,7 +88,8 @@ def tier_comparisons(res: Results, results_dir: Path, registry: Registry, bench_
             continue
         try:
             res_b = score_results(results_dir, other, reps=res.reps, seed=res.seed, confidence=res.confidence,
-                                  registry=registry, bench_dir=bench_dir)
+                                  registry=registry, bench_dir=bench_dir,
+                                  allow_mixed_environments=res.allow_mixed_environments)
             out.append(compare(res, res_b))
         except CeloBenchError as e:
             skipped.append(f"suite '{other}' not compared: {e}")
@@ -89,10 +97,13 @@ def tier_comparisons(res: Results, results_dir: Path, registry: Registry, bench_
 
 
 def render_report(res: Results, out: Path, *, results_dir: Path, registry: Registry, bench_dir: Path,
-                  highlight: str | None = None, comparisons: Sequence[Comparison] | None = None) -> list[Path]:
+                  highlight: str | None = None, comparisons: Sequence[Comparison] | None = None,
+                  site: bool = False) -> list[Path]:
     """Write every report file for scored results; returns the paths written.
 
-    `comparisons`: tier agreements to show (default: :func:`tier_comparisons`).
+    `comparisons`: tier agreements to show (default: :func:`tier_comparisons`). `site`: images
+    as files beside the pages and one page per optimizer (:mod:`celo_bench.report.site`)
+    instead of one self-contained ``index.html``.
     """
     out = Path(out)
     figdir, tabdir, taskdir = out / "figures", out / "tables", out / "figures" / "tasks"
@@ -104,9 +115,9 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
         comparisons, skipped = tier_comparisons(res, Path(results_dir), registry, Path(bench_dir))
     for table in [*tables.all_tables(res, bench_dir), *(tables.tier_agreement(c) for c in comparisons)]:
         written += table.write(tabdir)
-    lb = out / "leaderboard.md"
-    lb.write_text(leaderboard_markdown(res, registry, highlight), encoding="utf-8")
-    written.append(lb)
+    verification = site_pages.verifications(Path(results_dir), res)
+    written.append(fileio.atomic_write_text(out / "leaderboard.md",
+                                            leaderboard_markdown(res, registry, highlight, verification)))
 
     mats = res.matrices
     profiles = {c: agg.performance_profiles(mats[c], _taus(mats, c), reps=res.reps, seed=res.seed)
@@ -118,13 +129,15 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
         ("main_iqm", "Final-loss, speedup (and wall-clock speedup, when timed) IQM with 95% CIs (the paper's "
          "main comparison)",
          lambda: F.main_iqm(res)),
-        ("performance_profiles", "Performance profiles with 95% bootstrap bands",
+        ("performance_profiles", "Performance profiles: the share of (task, seed) scores above each threshold "
+         "(95% bootstrap bands for Celo and any submission)",
          lambda: F.performance_profiles(profiles, res)),
         ("training_curves", "Tuned training curves per task (smoothed, mean over seeds)",
-         lambda: F.training_curves(res)),
+         lambda: C.training_curves(res)),
         ("lr_sensitivity", "Learning-rate sensitivity of the hand-crafted optimizers",
          lambda: F.lr_sensitivity(res)),
-        ("probability_of_improvement", "Probability of improvement, P(row > column)",
+        ("probability_of_improvement", "Probability of improvement, P(row > column), between the reference, "
+         "Celo, the top five and any submission",
          lambda: F.poi_heatmap(poi, res)),
     ]
     for name, caption, make in plan:
@@ -136,6 +149,17 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
         paths = F.save(fig, figdir, name)
         figs[caption] = paths[0]
         written += paths
+    efficiency = None
+    if order:
+        frame = eff.progress_scores(res.runs, res.scores, optimizers=palette.featured(res),
+                                    diverged=res.config.diverged)
+        curves = eff.sample_efficiency(frame, reps=res.reps, seed=res.seed, confidence=res.confidence)
+        written += tables.sample_efficiency(curves).write(tabdir)
+        fig = C.sample_efficiency(curves, res)
+        if fig is not None:
+            paths = F.save(fig, figdir, "sample_efficiency")
+            efficiency = paths[0]
+            written += paths
     tiers = []
     for c in comparisons:
         paths = F.save(F.tier_scatter(c), figdir, f"tier_agreement_{c.b}")
@@ -143,12 +167,24 @@ def render_report(res: Results, out: Path, *, results_dir: Path, registry: Regis
         tiers.append((c, paths[0]))
     task_pngs = {}
     for task in sorted(set(res.runs["task"])):
-        fig = F.training_curves(res, tasks=[task])
+        fig = C.training_curves(res, tasks=[task])
         task_pngs[task] = F.save(fig, taskdir, task, pdf=False)[0]
         written.append(task_pngs[task])
-    page = out / "index.html"
-    page.write_text(html.render(res, registry, figs, task_pngs, tiers, skipped), encoding="utf-8")
-    written.append(page)
+    links: dict[str, str] = {}
+    if site:
+        pngs = {}
+        for name in res.aggregate["optimizer"]:
+            fig = C.optimizer_curves(res, name)
+            if fig is not None:
+                pngs[name] = F.save(fig, figdir / site_pages.PAGES, name, pdf=False)[0]
+                written.append(pngs[name])
+        written += site_pages.write_pages(res, out, registry, results=Path(results_dir), curves=pngs,
+                                          verification=verification)
+        links = {n: f"{site_pages.PAGES}/{site_pages.page_name(n)}" for n in res.aggregate["optimizer"]}
+    page = html.render(res, registry, figs, task_pngs, tiers, skipped, highlight=highlight,
+                       verification=verification, efficiency=efficiency, link=links.get,
+                       src=(lambda p: Path(p).relative_to(out).as_posix()) if site else html.data_uri)
+    written.append(fileio.atomic_write_text(out / "index.html", page))
     return written
 
 
@@ -183,6 +219,7 @@ def write_report(
     registry: Registry | None = None, command: str | None = None, highlight: str | None = None,
     not_run: Mapping[str, str] | None = None, steps: int | None = None, seeds: int | None = None,
     coverage_rule: str = DEFAULT_COVERAGE_RULE, bench_dir: Path | None = None, device_kind: str | None = None,
+    allow_mixed_environments: bool = False, execution: Mapping[str, Any] | None = None, site: bool = False,
 ) -> Path:
     """Score `results` for `suite` and write the full report into `out`; returns `out`.
 
@@ -196,12 +233,18 @@ def write_report(
             runner's availability checks); listed in ``leaderboard.md`` and ``index.html``
             with every other planned optimizer that has no run that finished ok.
         steps, seeds: The plan's horizon and seed count (``run --steps/--seeds``).
+        execution: The plan's execution settings (``run --steps-strategy`` ...:
+            :data:`celo_bench.strategy.SETTINGS`).
         coverage_rule: See :data:`celo_bench.aggregate.COVERAGE_RULES`.
         bench_dir: Benchmark results folder whose ``overhead.json`` (``celo-bench bench
             overhead``) becomes the runtime table and whose ``step_time-<kind>.json``
             (``celo-bench bench step-time``) gives the wall-clock speedup (default:
             ``benchmarks/``).
         device_kind: Whose step timings are used (default: the kind most records ran on).
+        allow_mixed_environments: Score records of one task made in different environments
+            (noted in the report); see :mod:`celo_bench.environment`.
+        site: Write a static site (images as files, one page per optimizer) instead of a
+            self-contained ``index.html``.
 
     Raises:
         CeloBenchError: no record of the current plan, no reference (Adam) runs, `out` is
@@ -210,9 +253,11 @@ def write_report(
     reg = registry or load_registry()
     results, out = Path(results), Path(out)
     res = score_results(results, suite, config=config, reps=reps, seed=seed, registry=reg, steps=steps,
-                        seeds=seeds, coverage_rule=coverage_rule, bench_dir=bench_dir, device_kind=device_kind)
+                        seeds=seeds, coverage_rule=coverage_rule, bench_dir=bench_dir, device_kind=device_kind,
+                        allow_mixed_environments=allow_mixed_environments, execution=execution)
     return write_scored_report(res, suite=suite, results=results, out=out, registry=reg,
-                               command=command, highlight=highlight, not_run=not_run, bench_dir=bench_dir)
+                               command=command, highlight=highlight, not_run=not_run, bench_dir=bench_dir,
+                               site=site)
 
 
 def with_not_run(res: Results, not_run: Mapping[str, str] | None) -> Results:
@@ -238,30 +283,10 @@ def _check_out(out: Path) -> None:
             )
 
 
-def _recover(out: Path) -> None:
-    """Undo what a killed swap left: put an old report back if `out` is gone, drop leftovers."""
-    olds = sorted(out.parent.glob(f".{out.name}.old-*"))
-    if not out.exists() and olds:
-        os.replace(olds.pop(), out)
-    for p in [*olds, *out.parent.glob(f".{out.name}.tmp-*")]:
-        shutil.rmtree(p, ignore_errors=True)
-
-
-def _swap(tmp: Path, out: Path) -> None:
-    """Replace `out` by `tmp` (two renames in one folder; see the module docstring)."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{secrets.token_hex(6)}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def write_scored_report(
     res: Results, *, suite: str, results: Path, out: Path, registry: Registry,
     command: str | None = None, highlight: str | None = None, not_run: Mapping[str, str] | None = None,
-    bench_dir: Path | None = None,
+    bench_dir: Path | None = None, site: bool = False,
 ) -> Path:
     """Write the report of already-scored results (callers that scored need not score again).
 
@@ -277,19 +302,14 @@ def write_scored_report(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(out.parent / f".{out.name}.lock"):
-            _recover(out)
+            fileio.recover_folder(out)  # what a killed writer left: the old report back, leftovers gone
             _check_out(out)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-            try:
-                tmp.chmod(0o755)
+            with fileio.staged_folder(out) as tmp:  # `.<name>.tmp-*`, swapped in whole at the end
                 written = render_report(res, tmp, results_dir=results, registry=registry, highlight=highlight,
-                                        bench_dir=Path(bench_dir) if bench_dir is not None else BENCH_DIR)
-                (tmp / MARKER).write_text("", encoding="utf-8")
-                (tmp / "README.md").write_text(_readme(res, results, written, tmp, command), encoding="utf-8")
-                _swap(tmp, out)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+                                        bench_dir=Path(bench_dir) if bench_dir is not None else BENCH_DIR,
+                                        site=site)
+                fileio.atomic_write_text(tmp / MARKER, "")
+                fileio.atomic_write_text(tmp / "README.md", _readme(res, results, written, tmp, command))
     except OSError as e:
         raise CeloBenchError(f"cannot write the report to {out}: {unwritable_reason(out) or e.strerror or e}; "
                              "the old report, if any, is "

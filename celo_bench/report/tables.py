@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from celo_bench import fileio
 from celo_bench.aggregate import probability_of_improvement
 from celo_bench.compare import SUMMARY_COLUMNS, Comparison, summary_rows
 from celo_bench.results import Results, coverage_text
@@ -76,8 +77,7 @@ class Table:
         folder.mkdir(parents=True, exist_ok=True)
         out = []
         for ext, text in (("csv", self.csv()), ("md", self.markdown()), ("tex", self.latex())):
-            path = folder / f"{self.name}.{ext}"
-            path.write_text(text, encoding="utf-8")
+            path = fileio.atomic_write_text(folder / f"{self.name}.{ext}", text)
             out.append(path)
         return out
 
@@ -118,10 +118,14 @@ def aggregate(res: Results) -> Table:
     columns = ["#", "optimizer", "kind", "final loss IQM [95% CI]", "FL IQM, missing = 0",
                "speedup IQM [95% CI]", f"wall-clock SU IQM [95% CI] ({res.device_kind})", "FL median", "FL mean", "FL opt. gap", "SU median", "SU mean",
                "SU opt. gap", f"P(FL > {ref})", "coverage"]
+    align = "rllrrrrrrrrrrrr"
+    keep = [j for j in range(len(columns)) if j < 3 or any(row[j] not in ("-", "") for row in rows)]
+    columns, align = [columns[j] for j in keep], "".join(align[j] for j in keep)
+    rows = [[row[j] for j in keep] for row in rows]  # a column without a value is not shown (the CSV keeps it)
     return Table("aggregate", f"Scores relative to tuned {ref}, aggregated over tasks and seeds "
                  f"(IQM with 95% stratified-bootstrap CIs, {res.reps} repetitions; coverage rule "
                  f"{res.coverage_rule}; wall-clock speedup from per-step timings on device kind "
-                 f"{res.device_kind}).", columns, rows, a[cols], align="rllrrrrrrrrrrrr")
+                 f"{res.device_kind}).", columns, rows, a[cols], align=align)
 
 
 def per_task(res: Results, criterion: str) -> Table:
@@ -216,6 +220,20 @@ def tier_agreement(c: Comparison) -> Table:
                  f"common optimizers ({int(c.confidence * 100)}% bootstrap CIs resampling seeds within tasks, "
                  f"{c.reps} repetitions)." + "".join(f" Caveat: {line}." for line in c.caveats()),
                  SUMMARY_COLUMNS, summary_rows(c), data)
+
+
+def sample_efficiency(curves: pd.DataFrame) -> Table:
+    """IQM of the final-loss score along training (:func:`celo_bench.efficiency.sample_efficiency`
+    rows): one row per optimizer, one column per fraction of the horizon."""
+    fractions = sorted(set(curves["fraction"]))
+    names = list(dict.fromkeys(curves["optimizer"]))
+    cell = {(o, f): (i, lo, hi) for o, f, i, lo, hi in curves[["optimizer", "fraction", "iqm", "low", "high"]]
+            .itertuples(index=False)}
+    shown = [f for f in fractions if round(f * 100) % 25 == 0] or fractions  # 0, 1/4, 1/2, 3/4, 1
+    rows = [[o] + [with_ci(*cell[(o, f)]) if (o, f) in cell else "-" for f in shown] for o in names]
+    return Table("sample_efficiency", "IQM of the final-loss score had training stopped at each fraction of the "
+                 "horizon, with 95% stratified-bootstrap CIs (the CSV holds every fraction).",
+                 ["optimizer"] + [f"t/T = {f:g}" for f in shown], rows, curves)
 
 
 def all_tables(res: Results, bench_dir: Path) -> list[Table]:

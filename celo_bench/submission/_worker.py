@@ -18,7 +18,8 @@ def _stage(out: Path, name: str) -> None:
 
 
 def main(payload_path: str, out_path: str) -> int:
-    from celo_bench.submission.checks import Checker, CheckFailed, Failure, describe
+    from celo_bench.errors import describe
+    from celo_bench.submission.checks import Checker, CheckFailed, Failure
 
     out = Path(out_path)
     payload = json.loads(Path(payload_path).read_text(encoding="utf-8"))

@@ -49,12 +49,6 @@ class CheckFailed(Exception):
         self.failure = Failure(check, problem, fix)
 
 
-def describe(e: BaseException) -> str:
-    """``Type: first line of the message`` (tracebacks stay out of one-line reports)."""
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-
-
 # --------------------------------------------------------------------------- the checks
 class Checker:
     """Runs the checks in order on one imported module; records passed check names."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from celo_bench.errors import CheckpointError, SpecError
 from celo_bench.optimizers import checkpoint as ckpt
+from celo_bench.submission import stored
 from celo_bench.submission.schema import CODE_NAME, FACTORY_NAME, Submission, source_sha256
 from celo_bench.suite import OptimizerSpec
 
@@ -123,15 +124,6 @@ def meta_params(sub: Submission, module: ModuleType) -> Any:
     return ckpt.match(template, tree, origin=str(path))
 
 
-def factory_name(sub: Submission) -> str:
-    """``submission:<name>@<source sha>[+<checkpoint sha>]``: part of every run key, so
-    editing ``optimizer.py`` or swapping the checkpoint makes new runs, never stale ones."""
-    name = f"submission:{sub.name}@{source_sha256(sub.folder)[:12]}"
-    if sub.learned:
-        name += f"+{sub.checkpoint['sha256'][:12]}"
-    return name
-
-
 def provenance(sub: Submission) -> dict[str, str]:
     """What goes into every run record of the submission."""
     out = {"submission": sub.name, "submission_source_sha256": source_sha256(sub.folder),
@@ -141,34 +133,19 @@ def provenance(sub: Submission) -> dict[str, str]:
     return out
 
 
-def reference_text(sub: Submission) -> str:
-    """One line for the leaderboard: who, license, and the hashes that identify the runs."""
-    text = f"by {', '.join(sub.authors)} ({sub.license}); {CODE_NAME} sha256 `{source_sha256(sub.folder)}`"
-    if sub.learned:
-        text += f"; checkpoint sha256 `{sub.checkpoint['sha256']}`"
-    if sub.reference:
-        text += f"; {sub.reference}"
-    return text
-
-
 def register_submission(sub: Submission) -> OptimizerSpec:
     """Import the code, load meta-parameters (learned), register the factory; return the spec.
 
     Learned meta-parameters are loaded here, once, and bound to the factory, so the
     runner sees an ordinary hand-crafted-style factory ``fn(**hparams, num_steps=T)``.
     """
-    from celo_bench.optimizers import FACTORIES, register
+    from celo_bench.optimizers import REGISTERED_FACTORIES, register
 
-    fname = factory_name(sub)
-    if fname not in FACTORIES:  # same name = same source and checkpoint bytes
+    out = stored.spec(sub)
+    if out.factory not in REGISTERED_FACTORIES:  # same name = same source and checkpoint bytes
         module = load_module(sub)
         fn = getattr(module, FACTORY_NAME)
         if sub.learned:
             fn = functools.partial(fn, meta_params(sub, module))
-        register(fname, fn)
-    return OptimizerSpec(
-        name=sub.name, kind="submission", factory=fname, defaults=dict(sub.defaults),
-        grid=dict(sub.search_space), reference=reference_text(sub), needs_loss=sub.learned,
-        checkpoint=dict(sub.checkpoint), meta_training=sub.card(), description=sub.description,
-        path=str(sub.toml_path),
-    )
+        register(out.factory, fn)
+    return out

@@ -7,7 +7,10 @@ Ray). Baselines are never re-run implicitly: their runs come from the results st
 reference (tuned Adam) must be there for the same suite version, horizon and seeds, or
 nothing runs; ``run_baselines=True`` runs the suite's missing baseline runs in the same
 call. Other missing baselines are reported and ranked without. Runs are
-content-addressed, so submitting the same folder again trains nothing.
+content-addressed, so submitting the same folder again trains nothing. An accepted
+submission's folder is kept in the store (``<results>/.submissions/<name>/``,
+:mod:`celo_bench.submission.stored`): it stays on that store's leaderboard through every
+later ``report``, ``run`` and ``submit``.
 """
 
 from __future__ import annotations
@@ -21,15 +24,15 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from celo_bench import optimizers
+from celo_bench import optimizers, strategy
 from celo_bench.defaults import report_dir
 from celo_bench.errors import CeloBenchError
 from celo_bench.execute import EngineSettings, RunSummary
 from celo_bench.plan import Job
-from celo_bench.runner import RunConfig, plan_grid, run
+from celo_bench.runner import RunConfig, plan_grid, plan_run, run
 from celo_bench.score import ScoreConfig
 from celo_bench.store import Store
-from celo_bench.submission import loader
+from celo_bench.submission import loader, stored
 from celo_bench.submission.schema import Submission
 from celo_bench.submission.validate import DEFAULT_TIMEOUT, SubmissionInvalid, validate_submission
 from celo_bench.suite import load_registry
@@ -87,6 +90,7 @@ def _reference_missing(store: Store, suite: str, version: str, ref: str, n: int,
     found = sorted(set(df["suite_version"])) if len(df) else []
     others = [v for v in found if v != version]
     flags = "".join(f" --{k} {v}" for k, v in (("steps", cfg.steps), ("seeds", cfg.seeds)) if v)
+    flags += strategy.flags(cfg.engine.strategy_overrides())
     why = ""
     if others and version not in found:
         why = (f" (the store holds '{ref}' runs of suite '{suite}' version {', '.join(others)} only: "
@@ -144,7 +148,7 @@ def _ray_workers_register(sub: Submission, factory_name: str, address: str | Non
     entry = optimizers.factory(factory_name)
 
     def register_submission_factory() -> None:
-        if entry.name not in optimizers.FACTORIES:
+        if entry.name not in optimizers.REGISTERED_FACTORIES:
             optimizers.register(entry.name, entry.fn, learned=entry.learned,
                                 init_meta_params=entry.init_meta_params)
 
@@ -189,7 +193,10 @@ def submit(
     the same call; learned baselines whose checkpoint is unavailable are not run (and not
     stored) and a note says why. Nothing is written to `results` unless validation passed
     and the reference's runs are available (or `run_baselines`). The report goes to `out`
-    (default ``"per-suite"``: ``reports/<suite>``); `out=None` skips it.
+    (default ``"per-suite"``: :func:`celo_bench.defaults.report_dir` of `suite` and `results`);
+    `out=None` skips it. The accepted submission's folder is kept in the store
+    (:func:`celo_bench.submission.stored.keep`), so every later ``report``, ``run`` and ``submit``
+    of that store ranks it too.
 
     Raises:
         SubmissionInvalid: the submission failed validation (``.report`` lists why).
@@ -202,7 +209,7 @@ def submit(
 
     reps = reps or DEFAULT_REPS
     if out == "per-suite":
-        out = report_dir(suite)
+        out = report_dir(suite, results)
     report = validate_submission(folder, timeout=timeout)
     if not report.ok:
         raise SubmissionInvalid(report)
@@ -210,8 +217,9 @@ def submit(
     base_reg = load_registry()
     suite_spec = base_reg.suite(suite)
     spec = loader.register_submission(sub)
-    reg = base_reg.with_optimizer(spec)
     results = Path(results)
+    kept_reg, kept_notes = stored.with_stored(base_reg, results)  # earlier submissions keep their rows
+    reg = kept_reg.with_optimizer(spec)
     store = Store(results)
     cfg = RunConfig(suite=suite, seeds=seeds, steps=steps, results=results, registry=reg,
                     executor=executor, address=address, executor_options=dict(executor_options or {}),
@@ -219,8 +227,8 @@ def submit(
     ref = ScoreConfig.for_suite(suite_spec).reference
 
     baselines = list(suite_spec.optimizers)
-    _, todo_base, _ = plan_grid(replace(cfg, optimizers=baselines))
-    missing = _runs(todo_base)
+    base = plan_run(replace(cfg, optimizers=baselines))
+    missing = _runs(base.todo)
     if missing.get(ref) and not run_baselines:
         raise CeloBenchError(_reference_missing(store, suite, suite_spec.version, ref, missing[ref], cfg))
     jobs, _, skipped = plan_grid(replace(cfg, optimizers=[sub.name]))
@@ -246,20 +254,26 @@ def submit(
     with _ray_workers_register(sub, spec.factory, address) if executor == "ray" else nullcontext():
         summary = run(cfg, on_job=count, on_plan=on_plan)
     mine.seconds = summary.seconds
+    stored.keep(sub, results)  # accepted: every later report of this store ranks it
     mine.unavailable = dict(summary.unavailable)
     result = SubmitResult(name=sub.name, suite=suite, suite_version=suite_spec.version,
                           summary=mine, provenance=prov, baselines_run=others["executed"])
     if not run_baselines:
         result.missing_baselines = missing
-    if result.missing_baselines:
+    # --run-baselines helps only the baselines this machine can run; the others get their own fix
+    runnable = {k: v for k, v in result.missing_baselines.items() if k not in base.not_run}
+    if runnable:
         result.notes.append("ranked without the missing baseline runs: " + ", ".join(
-            f"{k} ({v})" for k, v in sorted(result.missing_baselines.items()))
-            + "; pass --run-baselines to run them")
+            f"{k} ({v})" for k, v in sorted(runnable.items())) + "; pass --run-baselines to run them")
+    for name in sorted(set(result.missing_baselines) & set(base.not_run) - set(summary.unavailable)):
+        result.notes.append(f"ranked without the {missing[name]} missing runs of '{name}', which cannot run "
+                            f"here: {base.not_run[name]}")
     for name, why in sorted(summary.unavailable.items()):
         result.notes.append(f"'{name}' not run (nothing stored): {why}")
 
-    res = score_results(results, suite, reps=reps, registry=reg, steps=steps, seeds=seeds)
-    result.notes += list(res.notes)
+    res = score_results(results, suite, reps=reps, registry=reg, steps=steps, seeds=seeds,
+                        execution=cfg.engine.strategy_overrides())
+    result.notes += kept_notes + list(res.notes)
     table = res.aggregate
     result.leaderboard = table.to_dict("records")
     result.of = int(table["rank"].notna().sum())

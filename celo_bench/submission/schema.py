@@ -32,7 +32,7 @@ from celo_bench._schema import (
     FiniteFloat,
     KeyProblem,
     collect,
-    describe,
+    first_problem,
     raise_all,
     read_toml,
 )
@@ -134,7 +134,7 @@ def _axis(name: str, value: Any) -> tuple[float, ...]:
         try:
             return _POINTS.validate_python(value)
         except ValidationError as e:  # keyed at the list: "search_space.lr"
-            raise KeyProblem(name, describe(None, e)[1]) from None
+            raise KeyProblem(name, first_problem(None, e)[1]) from None
     if isinstance(value, dict):
         if set(value) != {"low", "high", "num"}:
             raise KeyProblem(name, f"a range needs exactly the keys low, high and num (got "
@@ -142,7 +142,7 @@ def _axis(name: str, value: Any) -> tuple[float, ...]:
         try:
             return LogRange(**value).points()
         except ValidationError as e:
-            key, problem = describe(LogRange, e)
+            key, problem = first_problem(LogRange, e)
             raise KeyProblem(f"{name}.{key}" if key else name, problem) from None
     raise KeyProblem(name, f"expected a list of points or a table {{ low, high, num }}, "
                      f"got {type(value).__name__} {value!r}")

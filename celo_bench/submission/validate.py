@@ -161,33 +161,65 @@ def run_code_checks(sub: Submission, checkpoint: str | None, timeout: float) -> 
     return passed, failure
 
 
-def _spawn(payload_data: dict, timeout: float) -> tuple[list[str], Failure | None]:
-    with tempfile.TemporaryDirectory(prefix="celo-bench-validate-") as tmp:
-        payload, out = Path(tmp) / "payload.json", Path(tmp) / "report.json"
-        payload.write_text(json.dumps(payload_data), encoding="utf-8")
+@dataclass(frozen=True)
+class WorkerRun:
+    """What a worker process left (see :func:`run_worker`).
+
+    Attributes:
+        report: The JSON it wrote to its output file (None: it wrote none: it crashed, exited
+            or timed out).
+        timed_out: It was killed at the time limit.
+        stage: The last stage it announced (its output file's ``.stage`` companion), "" if none.
+        stderr: What it printed on stderr (empty after a timeout).
+        returncode: Its exit code (None after a timeout).
+    """
+
+    report: dict | None
+    timed_out: bool = False
+    stage: str = ""
+    stderr: str = ""
+    returncode: int | None = None
+
+
+def run_worker(module: str, payload: dict, timeout: float, *, prefix: str = "celo-bench-validate-") -> WorkerRun:
+    """Run ``python -m <module> PAYLOAD.json OUT.json`` in a fresh process, its own session and a
+    temporary working folder, for at most `timeout` seconds (then its whole process group is
+    killed). The worker announces stages in ``OUT.json.stage`` and writes its report to ``OUT.json``."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        payload_path, out = Path(tmp) / "payload.json", Path(tmp) / "report.json"
+        payload_path.write_text(json.dumps(payload), encoding="utf-8")
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celo_bench.submission._worker", str(payload), str(out)],
+            [sys.executable, "-m", module, str(payload_path), str(out)],
             cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True, text=True,
         )
+        stage_file = out.with_name(out.name + ".stage")
         try:
             _, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill(proc)
-            stage_file = out.with_name(out.name + ".stage")
-            stage = stage_file.read_text(encoding="utf-8") if stage_file.exists() else "starting Python"
-            return [], Failure(
-                "timeout", f"the checks did not finish within {timeout:g} s (stuck while {stage}): an "
-                "infinite loop, or far too much work for a 49-parameter problem",
-                "make import, make_optimizer, init and update terminate quickly; if it is only slow, "
-                "pass a larger --timeout")
-        if not out.exists():
-            last = (stderr or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-            return [], Failure("crash", f"the checks' process died before reporting ({last[0]})",
-                               "optimizer.py must not exit the interpreter or crash it (sys.exit, "
-                               "os._exit, native code)")
-        result = json.loads(out.read_text(encoding="utf-8"))
+            stage = stage_file.read_text(encoding="utf-8") if stage_file.exists() else ""
+            return WorkerRun(None, timed_out=True, stage=stage)
+        stage = stage_file.read_text(encoding="utf-8") if stage_file.exists() else ""
+        report = json.loads(out.read_text(encoding="utf-8")) if out.exists() else None
+        return WorkerRun(report, stage=stage, stderr=stderr or "", returncode=proc.returncode)
+
+
+def _spawn(payload_data: dict, timeout: float) -> tuple[list[str], Failure | None]:
+    run = run_worker("celo_bench.submission._worker", payload_data, timeout)
+    if run.timed_out:
+        return [], Failure(
+            "timeout", f"the checks did not finish within {timeout:g} s (stuck while {run.stage or 'starting Python'}): "
+            "an infinite loop, or far too much work for a 49-parameter problem",
+            "make import, make_optimizer, init and update terminate quickly; if it is only slow, "
+            "pass a larger --timeout")
+    if run.report is None:
+        last = run.stderr.strip().splitlines()[-1:] or [f"exit code {run.returncode}"]
+        return [], Failure("crash", f"the checks' process died before reporting ({last[0]})",
+                           "optimizer.py must not exit the interpreter or crash it (sys.exit, "
+                           "os._exit, native code)")
+    result = run.report
     failure = Failure(**result["failure"]) if result["failure"] else None
     return result["passed"], failure
 

@@ -11,7 +11,8 @@ and license of each). :func:`locate` finds an optimizer's file, in order:
    Training Versatile Learned Optimizers on a Compute Diet*, arXiv:2501.12670) and the
    weights this project meta-trained (cpu diet), each beside its meta-training card;
 4. the spec's ``[checkpoint] source``: ``hf://amoudgl/<repo>`` from the Hugging Face cache or
-   downloaded into it once (when the network allows; never with ``HF_HUB_OFFLINE=1``), or
+   downloaded into it once (when the network allows, :func:`celo_bench.hub.offline`; a damaged
+   cached copy is removed and downloaded again, :func:`fetch_hf`), or
    ``local://<name>``, weights installed by ``celo-bench meta-train ... --install`` into
    ``$CELO_BENCH_WEIGHTS`` (default ``~/.cache/celo-bench/weights``).
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from celo_bench import hub
 from celo_bench.errors import CheckpointError
 
 ENV_FOLDER = "CELO_BENCH_CHECKPOINTS"
@@ -75,49 +77,61 @@ def _parse_hf(uri: str) -> tuple[str, str]:
     return "/".join(parts[:2]), "/".join(parts[2:]) or FILENAME
 
 
-@functools.cache
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Fail fast offline: huggingface_hub would otherwise retry for half a minute."""
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+HUB_FIX = (f"`celo-bench run` downloads them where the network allows, into the Hugging Face cache "
+           f"(`celo-bench plan` prints the `hf download` command of each), or set {ENV_FOLDER} to a folder "
+           f"holding <optimizer>/{FILENAME}")
+"""The fix of a learned optimizer whose published weights are not here, or came damaged."""
 
 
-def fetch_hf(uri: str, *, name: str) -> Path:
-    """A Hugging Face file from the local cache, or downloaded into it once."""
+def fetch_hf(uri: str, *, name: str, expected_sha256: str | None = None) -> Path:
+    """A Hugging Face file from the local cache, or downloaded into it once.
+
+    A cached copy that fails its check is removed and downloaded again when the network allows
+    (:func:`celo_bench.hub.obtain`, the rule datasets follow too): the check is the cache's own
+    content hash (the blob's name), or `expected_sha256` (the spec's) where the cache knows
+    none, and that the file is a whole msgpack document. Offline, or when the download fails,
+    :class:`WeightsUnavailable` says why, with :data:`HUB_FIX` (``celo-bench plan`` prints the
+    ``hf download`` command of each optimizer: :func:`celo_bench.pricing.fetch_command`).
+    """
     repo, filename = _parse_hf(uri)
-    hint = (
-        f"download it once where the network allows (it stays in the Hugging Face cache), or set "
-        f"{ENV_FOLDER} to a folder holding {name}/{FILENAME}"
-    )
-    from huggingface_hub import hf_hub_download  # deferred: only downloads need it (slow import)
+    fix = HUB_FIX  # one fix for every hub optimizer: a grid prints one line per reason
+
+    def get(force: bool) -> Path:
+        path = None if force else hub.cached(repo, filename)
+        if path is not None:
+            return path
+        why = hub.offline_reason()
+        if why:
+            raise WeightsUnavailable(
+                name, f"its published weights are not in the Hugging Face cache and the hub cannot be reached "
+                f"(offline: {why})", fix)
+        try:
+            return hub.download(repo, filename, force=force)
+        except Exception as e:  # network, auth, a missing repo: all end the same way for the user
+            raise WeightsUnavailable(name, f"downloading its published weights failed ({type(e).__name__})",
+                                     fix) from None
+
+    def damaged(reason: str) -> WeightsUnavailable:
+        return WeightsUnavailable(name, f"its published weights in the Hugging Face cache are damaged: {reason}", fix)
+
+    return hub.obtain(get, functools.partial(_check_published, expected_sha256=expected_sha256), error=damaged)
+
+
+def _check_published(path: Path, *, expected_sha256: str | None) -> None:
+    """Raise :class:`celo_bench.hub.Damaged` when a downloaded weights file is not whole."""
+    damage = hub.cache_damage(path)
+    if damage:
+        raise hub.Damaged(damage)
+    if hub.cache_hash(path) is None and expected_sha256:
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        if got != expected_sha256.lower():
+            raise hub.Damaged(f"its sha256 {got[:12]}... is not the {expected_sha256[:12]}... the spec pins")
+    import msgpack  # a whole msgpack document, without flax (planning imports no JAX)
 
     try:
-        return Path(hf_hub_download(repo, filename, local_files_only=True))
-    except Exception:  # not cached yet
-        pass
-    if not _hub_reachable():
-        raise WeightsUnavailable(
-            name,
-            "its published weights are not in the Hugging Face cache and the hub cannot be "
-            "reached (offline)",
-            f"run once where the network allows (they download into the Hugging Face cache), or "
-            f"set {ENV_FOLDER} to a folder holding <optimizer>/{FILENAME}",
-        )
-    try:
-        return Path(hf_hub_download(repo, filename))
-    except Exception as e:
-        raise WeightsUnavailable(
-            name,
-            f"downloading its published weights failed ({type(e).__name__})",
-            f"download them where the network allows, or {hint}",
-        ) from None
+        msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+    except Exception as e:  # msgpack raises several types for bad input
+        raise hub.Damaged(f"it is not a whole flax-msgpack file ({type(e).__name__}: {e})") from None
 
 
 LOCAL_PREFIX = "local://"
@@ -177,7 +191,8 @@ class Located:
         if self.origin == "package":
             return "The copy inside the installed package is damaged: reinstall celo-bench."
         if self.origin == "hub":
-            return "Delete it from the Hugging Face cache; it downloads again where the network allows."
+            return (f"The hub's file is whole but is not the one the spec pins (another checkpoint): give the "
+                    f"published file through ${ENV_FOLDER}.")
         return None
 
 
@@ -213,7 +228,7 @@ def locate(spec, checkpoint: str | os.PathLike | None = None) -> Located:
         return Located(shipped, "package", sha)
     source = spec.checkpoint.get("source", "")
     if source.startswith("hf://"):
-        return Located(fetch_hf(source, name=spec.name), "hub", sha)
+        return Located(fetch_hf(source, name=spec.name, expected_sha256=sha), "hub", sha)
     if source.startswith(LOCAL_PREFIX):
         return Located(local(source, make=spec.checkpoint.get("make", "")), "local", None)
     if source and source != "none":
@@ -221,9 +236,14 @@ def locate(spec, checkpoint: str | os.PathLike | None = None) -> Located:
     raise WeightsUnavailable(
         spec.name,
         "no published weights exist",
-        f"set {ENV_FOLDER} to a folder holding <optimizer>/{FILENAME} (e.g. weights you made "
-        f"with `celo-bench meta-train`), or give them with build(NAME, checkpoint=PATH)",
+        f"make them with `celo-bench meta-train {spec.factory} --out {MADE_HERE}/{spec.name}` (about an hour "
+        f"on 2 cores) and `export {ENV_FOLDER}={MADE_HERE}` (any folder holding {spec.name}/{FILENAME} will "
+        "do; in Python: build(NAME, checkpoint=PATH))",
     )
+
+
+MADE_HERE = "~/celo-bench-weights"
+"""The folder the fix for weights that were never published suggests (``$CELO_BENCH_CHECKPOINTS``)."""
 
 
 def resolve(spec, checkpoint: str | os.PathLike | None) -> tuple[Path, str | None]:
@@ -235,6 +255,7 @@ def resolve(spec, checkpoint: str | os.PathLike | None) -> tuple[Path, str | Non
 __all__ = [
     "ENV_FOLDER",
     "FILENAME",
+    "HUB_FIX",
     "LOCAL_PREFIX",
     "WEIGHTS_ENV",
     "Located",

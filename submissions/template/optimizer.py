@@ -5,7 +5,9 @@ Contract (checked by ``celo-bench validate``):
 - define ``make_optimizer``; it is called once per run as
   ``make_optimizer(**defaults, **point, num_steps=T)`` (learned submissions get the
   checkpoint's tree first: ``make_optimizer(meta_params, ...)``), where ``T`` is the
-  run's horizon (use it for schedules; ignore it otherwise);
+  run's horizon (use it for schedules; ignore it otherwise). The benchmark registers it as a
+  factory and trains with the :class:`celo_bench.task.OptimizerBuilder` that
+  ``celo_bench.optimizers.builder`` makes of it, as for every built-in optimizer;
 - return an ``optax.GradientTransformation``; the benchmark calls
   ``update(grads, state, params, loss=loss)``, so accept extra keyword arguments
   (``optax.GradientTransformationExtraArgs`` or ``**extra_args``);
