@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from celo_bench import environment, inputs, timings
+from celo_bench import references as refs
 from celo_bench.aggregate import (
     COVERAGE_RULES,
     DEFAULT_COVERAGE_RULE,
@@ -67,6 +68,8 @@ class Results:
     ``timings_missing``: the (task, optimizer) pairs scored without a timing of that kind.
     ``allow_mixed_environments``: records of one task from different environments may be
     scored; ``mixed_environments``: one line per mix that was (also in ``notes``).
+    ``references``: the manifest of the reference results used (None: the store alone);
+    ``from_references``: optimizer -> runs drawn from them (their rows' ``source`` says so).
     """
 
     suite: str
@@ -93,6 +96,8 @@ class Results:
     timings_missing: tuple[tuple[str, str], ...] = ()
     allow_mixed_environments: bool = False
     mixed_environments: tuple[str, ...] = ()
+    references: refs.Manifest | None = None
+    from_references: Mapping[str, int] = field(default_factory=dict)
 
 
 def fingerprint(records: pd.DataFrame) -> str:
@@ -142,6 +147,9 @@ class Selection:
         unreadable: One line per record file the store could not read (never scored).
         newer: One line per record of a newer schema version (left in place, never scored).
         upgraded: Records of an older schema that were upgraded as they were read.
+        references: The reference results read beside the store (None: none).
+        from_references: optimizer -> its runs drawn from `references` (the store has none of
+            its planned runs); every row of ``records`` says its ``source``.
     """
 
     records: pd.DataFrame
@@ -153,6 +161,8 @@ class Selection:
     unreadable: tuple[str, ...] = ()
     newer: tuple[str, ...] = ()
     upgraded: int = 0
+    references: refs.References | None = None
+    from_references: dict[str, int] = field(default_factory=dict)
 
     def notes(self, suite: str, prune: str | None = None) -> list[str]:
         """One line per fact worth telling: what was ignored and what is missing.
@@ -173,6 +183,13 @@ class Selection:
         if self.unregistered:
             out.append(f"left out {self.unregistered} stored records of optimizers outside the registry "
                        "(submissions): `celo-bench submit` scores them")
+        if self.from_references and self.references is not None:
+            m = self.references.manifest
+            names = ", ".join(self.from_references)
+            out.append(f"{sum(self.from_references.values())} runs of {len(self.from_references)} optimizers are "
+                       f"the reference results shipped with celo-bench (suite {m.suite} v{m.suite_version}, made on "
+                       f"{m.device}): {names}; this store has none of their runs (`celo-bench run --suite {suite} "
+                       "-o NAME` trains one here, and then its rows are this store's)")
         n_missing = sum(self.missing.values())
         if n_missing:
             by = ", ".join(f"{o} {n}" for o, n in self.missing.items())
@@ -213,8 +230,10 @@ def grid_args(suite: str, results: str | os.PathLike | None = None, *, steps: in
 def select_records(
     results: str | os.PathLike, suite: SuiteSpec, registry: Registry, *, jobs: Sequence[Job] | None = None,
     steps: int | None = None, seeds: int | None = None, execution: Mapping[str, Any] | None = None,
+    references: refs.References | None = None,
 ) -> Selection:
-    """The stored records whose run keys the current plan of `suite` holds.
+    """The stored records whose run keys the current plan of `suite` holds, and the reference
+    results of every planned optimizer the store has no record of.
 
     Args:
         results: The results store folder.
@@ -223,10 +242,13 @@ def select_records(
         jobs: An already expanded plan (one grid expansion per command).
         steps, seeds, execution: Horizon, seed and execution-setting overrides of the plan
             (when `jobs` is given, only the printed fix uses them).
+        references: Reference results read beside the store (:mod:`celo_bench.references`):
+            an optimizer with no record of the plan in the store takes its planned runs from
+            there; one with any takes them all from the store. Each row's ``source`` says which.
 
     Raises:
-        CeloBenchError: the folder holds no record of the suite's current plan (the message
-            says which horizons and versions it does hold).
+        CeloBenchError: neither the folder nor `references` hold a record of the suite's
+            current plan (the message says which horizons and versions the folder holds).
     """
     jobs = list(jobs) if jobs is not None else planned_jobs(registry, suite, steps=steps, seeds=seeds,
                                                             execution=execution)
@@ -242,8 +264,17 @@ def select_records(
     of_suite = (df["suite"] == suite.name) if len(df) else pd.Series(dtype=bool)
     known = df["optimizer"].isin(registry.optimizers) if len(df) else pd.Series(dtype=bool)
     records = df[in_plan].reset_index(drop=True) if len(df) else df
+    records = records.assign(**{refs.SOURCE: refs.STORE})
     ignored = df[of_suite & ~in_plan & known] if len(df) else df
     unregistered = int((of_suite & ~in_plan & ~known).sum()) if len(df) else 0
+    from_refs: dict[str, int] = {}
+    if references is not None:
+        drawn = references.covering(runs, set(records["optimizer"]))
+        if len(drawn):
+            order = list(dict.fromkeys(j.optimizer.name for j in jobs))
+            counts = drawn["optimizer"].value_counts()
+            from_refs = {o: int(counts[o]) for o in order if o in counts}
+            records = drawn if records.empty else pd.concat([records, drawn], ignore_index=True)
     if records.empty:
         hint = f"run `celo-bench run --suite {grid_args(suite.name, results, steps=steps, seeds=seeds, execution=execution)}` first"
         if len(ignored):
@@ -269,7 +300,8 @@ def select_records(
     missing = {o: n for o, n in missing.items() if n}
     return Selection(records=records, planned=len(runs), missing=missing, ignored=len(ignored),
                      ignored_why=_why_ignored(ignored, suite, horizons), unregistered=unregistered,
-                     unreadable=tuple(unreadable), newer=tuple(newer), upgraded=upgraded)
+                     unreadable=tuple(unreadable), newer=tuple(newer), upgraded=upgraded,
+                     references=references if from_refs else None, from_references=from_refs)
 
 
 def unrun_reasons(records: pd.DataFrame, jobs: Sequence[Job], suite: str) -> dict[str, str]:
@@ -373,6 +405,7 @@ def score_results(
     device_kind: str | None = None,
     allow_mixed_environments: bool = False,
     execution: Mapping[str, Any] | None = None,
+    references: bool | str | os.PathLike | refs.References | None = True,
 ) -> Results:
     """Score the stored runs of `suite`'s current plan against tuned Adam and aggregate.
 
@@ -397,6 +430,13 @@ def score_results(
             most scored records ran on); timings of other kinds are never read.
         allow_mixed_environments: Score records of one task that come from different
             environments (:mod:`celo_bench.environment`); each mix becomes a note.
+        references: Reference results read beside the store for the planned optimizers it has
+            no record of (:mod:`celo_bench.references`): True (default) the ones that ship
+            (or ``$CELO_BENCH_REFERENCES``), a folder of references, loaded ones, or False /
+            None for the store alone. Records of a task drawn from references may come from
+            another environment than the store's: using them is the explicit choice, so such a
+            mix is scored and noted with both device kinds (never refused); within the store,
+            and within the references, the environment rule applies as without them.
 
     Raises:
         CeloBenchError: no record of the current plan, none of the reference optimizer, or
@@ -407,11 +447,18 @@ def score_results(
     spec = reg.suite(suite)
     config = config or ScoreConfig.for_suite(spec)
     jobs = planned_jobs(reg, spec, steps=steps, seeds=seeds, execution=execution)
-    sel = select_records(Path(results), spec, reg, jobs=jobs, steps=steps, seeds=seeds, execution=execution)
+    loaded, ref_notes = _references(references, suite, config.series)
+    sel = select_records(Path(results), spec, reg, jobs=jobs, steps=steps, seeds=seeds, execution=execution,
+                         references=loaded)
     # `--suite X` and the options that plan the same keys in the same store: hints that work
     args = grid_args(suite, results, steps=steps, seeds=seeds, execution=execution)
     records, notes = sel.records, sel.notes(args, prune=grid_args(suite, results, execution=execution))
-    mixed = environment.check(records, allow=allow_mixed_environments)
+    notes += ref_notes
+    ours = records[refs.SOURCE] == refs.STORE
+    mixed = environment.check(records[ours], allow=allow_mixed_environments)
+    mixed += environment.check(records[~ours], allow=allow_mixed_environments)
+    if sel.references is not None:
+        mixed += refs.environments_note(records[ours], sel.references, records[~ours])
     notes += mixed
     ref = config.reference
     if not (records["optimizer"] == ref).any():
@@ -441,6 +488,9 @@ def score_results(
         reg.optimizers[o].kind_label if o in reg.optimizers else KIND_LABELS.get(k, k)
         for o, k in zip(table["optimizer"], table["optimizer_kind"], strict=True)
     ])
+    label = sel.references.label if sel.references is not None else refs.STORE
+    table.insert(table.columns.get_loc("kind_label") + 1, refs.SOURCE,
+                 [label if o in sel.from_references else refs.STORE for o in table["optimizer"]])
     incomplete = table.loc[~table["complete"] & table["final_loss_iqm"].notna(), "optimizer"].tolist()
     if incomplete:
         notes.append(f"incomplete rows (no score on every task of the suite): {', '.join(incomplete)}; "
@@ -453,4 +503,38 @@ def score_results(
         planned=sel.planned, ignored=sel.ignored, missing=sel.missing,
         unrun=unrun_reasons(records, jobs, args), device_kind=kind, timings_missing=tuple(no_timing),
         allow_mixed_environments=allow_mixed_environments, mixed_environments=tuple(mixed),
+        references=sel.references.manifest if sel.references is not None else None,
+        from_references=dict(sel.from_references),
     )
+
+
+def _references(given: bool | str | os.PathLike | refs.References | None, suite: str,
+                series: str) -> tuple[refs.References | None, list[str]]:
+    """The reference results `given` names for `suite` (see :func:`score_results`), and a note
+    when they cannot serve the scored `series`."""
+    if given is None or given is False:
+        return None, []
+    loaded = given if isinstance(given, refs.References) else refs.load(
+        suite, None if given is True else given)
+    if loaded is not None and not loaded.holds(series):
+        return None, [f"the reference results of suite '{suite}' hold the series {', '.join(loaded.manifest.series)} "
+                      f"only: scoring {series} uses this store alone"]
+    return loaded, []
+
+
+REFERENCE_MARK = "†"
+"""How a leaderboard marks a row drawn from reference results."""
+
+
+def reference_line(res: Results) -> str:
+    """One Markdown sentence on the rows drawn from reference results ("" when none are)."""
+    m = res.references
+    if m is None or not res.from_references:
+        return ""
+    every = set(res.aggregate["optimizer"]) <= set(res.from_references)
+    env = ", ".join(f"{environment.LABELS[f]} {m.environment.get(f) or environment.UNKNOWN}"
+                    for f in environment.FIELDS if f != "device")
+    what = "every row comes" if every else f"the {len(res.from_references)} rows marked {REFERENCE_MARK} come"
+    return (f"**{REFERENCE_MARK} Reference results**: {what} from the reference results shipped with celo-bench "
+            f"(suite `{m.suite}` v{m.suite_version}, made on device kind `{m.device}`; {env}), not runs of this "
+            "store; `celo-bench run` trains an optimizer here, and its row is then this store's.")

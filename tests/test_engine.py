@@ -245,7 +245,7 @@ def test_learned_optimizers_that_differ_in_weights_only_share_their_programs(tas
     assert not np.allclose(a.train_loss, b.train_loss)  # the weights are inputs, not constants
 
 
-@pytest.mark.parametrize("task_name", ["quick_digits_mlp", "quick_pydoc_lstm"])
+@pytest.mark.parametrize("task_name", ["quick_fmnist_mlp", "quick_pydoc_lstm"])
 def test_start_program_at_its_lower_xla_level_is_bit_identical(task_name):
     """The start program (task init, data order, keys) compiles at ``START_OPT_LEVEL`` to save
     compile time; its parameters, orders and keys equal those of XLA's default level bit for bit

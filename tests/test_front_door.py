@@ -110,7 +110,7 @@ def test_run_keys_follow_the_weights_actually_loaded(tmp_path, monkeypatch):
         theta = jax.tree_util.tree_map(np.asarray, init(jax.random.PRNGKey(seed)))
         ck.write(tmp_path / "celo_cpu_diet" / "theta.state", theta)
         inputs.clear()
-        jobs = plan.expand(reg, suite, tasks=["quick_digits_mlp"], optimizers=["celo_cpu_diet", "adam"])
+        jobs = plan.expand(reg, suite, tasks=["quick_fmnist_mlp"], optimizers=["celo_cpu_diet", "adam"])
         keys.append(_keys(jobs, "celo_cpu_diet"))
         prov.append(jobs[0].provenance["weights_sha256"])
         assert _keys(jobs, "adam")  # hand-crafted keys do not depend on any weights
@@ -154,8 +154,8 @@ def test_run_keys_follow_execution_choices():
                              strategy_overrides={"steps": "split", "runs": "vmap"}), "sgd")
     assert same == a
     conv = reg.suite("quick")
-    default = _keys(plan.expand(reg, conv, tasks=["quick_digits_conv"], optimizers=["sgd"], backend="cpu"), "sgd")
-    named = _keys(plan.expand(reg, conv, tasks=["quick_digits_conv"], optimizers=["sgd"], backend="cpu",
+    default = _keys(plan.expand(reg, conv, tasks=["quick_fmnist_conv"], optimizers=["sgd"], backend="cpu"), "sgd")
+    named = _keys(plan.expand(reg, conv, tasks=["quick_fmnist_conv"], optimizers=["sgd"], backend="cpu",
                               strategy_overrides={"runs": "sequential"}), "sgd")
     assert named == default  # convnets run their runs in sequence on a CPU by default
 
@@ -321,8 +321,8 @@ def test_run_keys_do_not_depend_on_the_device_a_store_is_read_from():
     """A store made on a GPU (default scan+vmap) is found by a laptop (default loop for convnets)."""
     reg = load_registry()
     suite = reg.suite("quick")
-    cpu = plan.expand(reg, suite, tasks=["quick_digits_conv"], optimizers=["adam"], backend="cpu")
-    gpu = plan.expand(reg, suite, tasks=["quick_digits_conv"], optimizers=["adam"], backend="gpu")
+    cpu = plan.expand(reg, suite, tasks=["quick_fmnist_conv"], optimizers=["adam"], backend="cpu")
+    gpu = plan.expand(reg, suite, tasks=["quick_fmnist_conv"], optimizers=["adam"], backend="gpu")
     assert cpu[0].strategy != gpu[0].strategy
     assert _keys(cpu, "adam") == _keys(gpu, "adam")
 

@@ -314,7 +314,8 @@ def test_coverage_and_not_run_in_leaderboard_and_page(tmp_path):
     assert rows["B"].rstrip(" |").endswith("1/2 incomplete") and rows["A"].rstrip(" |").endswith("2/2")
     assert "rank after every complete row" in md and "rule `rank-complete-first`" in md
     assert f"- `velo_4000`: {why}" in md
-    assert "- `lion`: no runs stored (0 of 12 planned); fix: `celo-bench run --suite fx -o lion`" in md
+    # the fix names the store it reads: run without --results would train into ./results
+    assert f"- `lion`: no runs stored (0 of 12 planned); fix: `celo-bench run --suite fx --results {tmp_path / 'r'} -o lion`" in md
     assert "22 of 52 planned runs are not stored (B 6, lion 12, velo_4000 4)" in md
     page = (out / "index.html").read_text()
     main = page.split('id="leaderboard"')[1].split("</table>")[0]

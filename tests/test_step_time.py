@@ -50,8 +50,8 @@ def test_rows_of_other_pairs_are_kept(tmp_path):
 
 
 def test_a_task_outside_the_suite_is_a_clear_error():
-    with pytest.raises(CeloBenchError, match="task quick_digits_conv not in suite 'smoke'"):
-        measure("smoke", tasks=["quick_digits_conv"])
+    with pytest.raises(CeloBenchError, match="task quick_fmnist_conv not in suite 'smoke'"):
+        measure("smoke", tasks=["quick_fmnist_conv"])
 
 
 def test_scoring_and_the_probe_share_the_default_folder():

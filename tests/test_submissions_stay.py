@@ -60,7 +60,7 @@ def store(tmp_path_factory) -> dict:
 
 
 def _rows(leaderboard: Path) -> dict[str, str]:
-    return {r.split("|")[2].strip().strip("*").split(" ")[0]: r for r in leaderboard.read_text().splitlines()
+    return {r.split("|")[2].replace("*", "").split()[0]: r for r in leaderboard.read_text().splitlines()
             if re.match(r"\| \d+ \|", r)}
 
 
@@ -148,7 +148,7 @@ def test_score_redirected_at_80_columns_keeps_every_name_whole(store, tmp_path):
 @pytest.mark.slow
 def test_after_submit_report_and_run_keep_the_submission_row(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    results = tmp_path / "results"
+    results = tmp_path / "store"  # not ./results: its reports go to store/reports/smoke
     runner = CliRunner()
     fast = ["--suite", "smoke", "--steps", "10", "--seeds", "1", "--results", str(results)]
     base = runner.invoke(app, ["run", *fast, "-o", "adam", "--no-report", "--format", "json"])

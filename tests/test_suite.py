@@ -139,7 +139,8 @@ def _resolved_specs() -> dict[str, dict[str, str]]:
         "tasks": {n: canonical_json(t.resolved()) for n, t in sorted(reg.tasks.items())},
         "optimizers": {n: canonical_json(o.resolved()) for n, o in sorted(reg.optimizers.items())},
         "grids": {n: canonical_json(o.grid) for n, o in sorted(reg.optimizers.items())},
-        "suites": {n: canonical_json({k: v for k, v in dataclasses.asdict(s).items() if k != "path"})
+        # a suite's [agreement] is a measurement of it shown in its report, in no run key
+        "suites": {n: canonical_json({k: v for k, v in dataclasses.asdict(s).items() if k not in ("path", "agreement")})
                    for n, s in sorted(reg.suites.items())},
         "submissions": {p.name: canonical_json({k: v for k, v in dataclasses.asdict(parse_submission(p)).items()
                                                 if k != "folder"}) for p in subs},

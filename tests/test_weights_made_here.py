@@ -48,7 +48,7 @@ def random_init(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["quick_digits_mlp8_relu32", "quick_digits_ae"])
+@pytest.mark.parametrize("task", ["quick_fmnist_mlp", "quick_fmnist_ae"])
 def test_cpu_celo_beats_its_random_initialisation(task, random_init):
     seeds = [0, 1]
     trained = _final_losses(task, "celo_cpu_diet", seeds)

@@ -54,6 +54,8 @@ COMMANDS: dict[str, Entry] = {
     "prune": Entry(("prune",), "Move records that no current suite plans to <results>/.pruned/."),
     "store": Entry(("store",), "Inspect a results store: its records by schema version (`store check`); "
                    "`--migrate` rewrites old ones."),
+    "references": Entry(("references",), "Reference results that ship: make a suite's from a store (a release "
+                        "step) and check them against the current plan."),
     "validate": Entry(("submit",), "Check a submission: metadata, search space, checkpoint, then its code in a "
                       "separate, time-limited process."),
     "submit": Entry(("submit",), "Validate a submission, train only its missing runs, score it against tuned "

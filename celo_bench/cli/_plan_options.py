@@ -36,6 +36,13 @@ AllowMixedOpt = typer.Option(
          "optax, flax) instead of refusing; the mix is noted.",
 )
 
+ReferencesOpt = typer.Option(
+    True, "--references/--no-references",
+    help="Rank the reference results shipped with celo-bench for the suite's optimizers this store has no "
+         "run of (rows marked; their environment may differ from the store's, which is noted); "
+         "--no-references: this store alone.",
+)
+
 EXECUTION = "execution"
 """The parameter through which a decorated command receives the execution settings."""
 

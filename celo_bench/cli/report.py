@@ -16,6 +16,7 @@ from celo_bench.cli._plan_options import (
     CoverageRuleOpt,
     PlanSeedsOpt,
     PlanStepsOpt,
+    ReferencesOpt,
     execution_options,
 )
 from celo_bench.cli._reporting import check_out_writable, store_registry
@@ -44,6 +45,7 @@ def report_command(
     steps: int = PlanStepsOpt,
     seeds: int = PlanSeedsOpt,
     allow_mixed: bool = AllowMixedOpt,
+    use_references: bool = ReferencesOpt,
     execution: dict | None = None,  # the execution settings, from @execution_options
     fmt=FormatOpt,
 ) -> None:
@@ -66,7 +68,8 @@ def report_command(
     folder = write_report(suite=suite, results=store, out=out, reps=reps, seed=seed,
                           command=command, steps=steps, seeds=seeds, coverage_rule=coverage_rule,
                           not_run=planned.not_run, bench_dir=bench_dir, allow_mixed_environments=allow_mixed,
-                          execution=execution, registry=registry, site=site is not None)
+                          execution=execution, registry=registry, site=site is not None,
+                          references=use_references)
     embedded = None
     if embed_into is not None:
         if not embed(Path(folder / "leaderboard.md").read_text(encoding="utf-8"), embed_into):

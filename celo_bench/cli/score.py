@@ -27,10 +27,11 @@ from celo_bench.cli._plan_options import (
     CoverageRuleOpt,
     PlanSeedsOpt,
     PlanStepsOpt,
+    ReferencesOpt,
     execution_options,
 )
 from celo_bench.cli._reporting import store_registry
-from celo_bench.results import Results, coverage_text, score_results
+from celo_bench.results import REFERENCE_MARK, Results, coverage_text, score_results
 from celo_bench.score import DIVERGED_RULES, SERIES, ScoreConfig
 from celo_bench.suite import SELECTION_RULES
 
@@ -64,6 +65,7 @@ def aggregate_rows(res: Results) -> list[dict]:
         rows.append({
             "rank": None if pd.isna(r["rank"]) else int(r["rank"]),
             "optimizer": r["optimizer"], "kind": r["optimizer_kind"], "kind_label": r.get("kind_label"),
+            "source": r.get("source", "store"),
             **_criteria(r),
             "tasks": int(r["tasks"]), "tasks_total": int(r["tasks_total"]), "coverage": float(r["coverage"]),
             "complete": bool(r["complete"]), "runs": int(r["runs"]),
@@ -83,6 +85,9 @@ def score_document(res: Results) -> dict:
         "timings_missing": [list(k) for k in res.timings_missing], "rows": aggregate_rows(res),
         "planned_runs": res.planned, "ignored_records": res.ignored, "missing_runs": dict(res.missing),
         "not_run": dict(res.unrun), "notes": list(res.notes),
+        "references": None if res.references is None else {
+            "suite": res.references.suite, "suite_version": res.references.suite_version,
+            "environment": dict(res.references.environment), "runs": dict(res.from_references)},
     }
 
 
@@ -97,6 +102,11 @@ def stacked_rows(rows: list[dict], reference: str) -> list[str]:
                 f"     {_fmt(r['final_loss_iqm'], r['final_loss_ci']):>22}  {_fmt(r['speedup_iqm'], r['speedup_ci']):>22}"
                 f"  {poi:>9}  {coverage_text(r['tasks'], r['tasks_total']):>5}"]
     return out
+
+
+def _name(r: dict) -> str:
+    """The optimizer's name, marked when its runs are reference results (:data:`REFERENCE_MARK`)."""
+    return r["optimizer"] + (f" {REFERENCE_MARK}" if r.get("source", "store") != "store" else "")
 
 
 def _fmt(v: float | None, ci: list) -> str:
@@ -119,6 +129,7 @@ def score_command(
     steps: int = PlanStepsOpt,
     seeds: int = PlanSeedsOpt,
     allow_mixed: bool = AllowMixedOpt,
+    use_references: bool = ReferencesOpt,
     execution: dict | None = None,  # the execution settings, from @execution_options
     fmt=FormatOpt,
 ) -> None:
@@ -129,12 +140,12 @@ def score_command(
     t0 = time.perf_counter()
     res = score_results(results_path(results), suite, config=config, reps=reps, seed=seed, steps=steps,
                         seeds=seeds, coverage_rule=coverage_rule, allow_mixed_environments=allow_mixed,
-                        execution=execution, registry=registry)
+                        execution=execution, registry=registry, references=use_references)
     rows = aggregate_rows(res)
     if fmt.value == "json":
         emit_json(score_document(res))
         return
-    names = [r["optimizer"] for r in rows]
+    names = [_name(r) for r in rows]
     ranking = Table(title=f"suite {suite} v{res.suite_version}: IQM [95% CI] vs tuned {config.reference} "
                           f"({reps} bootstrap reps)", box=box.SIMPLE_HEAD, pad_edge=False)
     ranking.add_column("#", justify="right")
@@ -143,7 +154,7 @@ def score_command(
         ranking.add_column(col, justify="right")  # a CI wraps under its value when the terminal is narrow
     for r in rows:
         poi = "-" if r["poi_vs_reference"] is None else f"{r['poi_vs_reference']:.2f}"
-        ranking.add_row(str(r["rank"] or "-"), r["optimizer"], _fmt(r["final_loss_iqm"], r["final_loss_ci"]),
+        ranking.add_row(str(r["rank"] or "-"), _name(r), _fmt(r["final_loss_iqm"], r["final_loss_ci"]),
                         _fmt(r["speedup_iqm"], r["speedup_ci"]), poi, coverage_text(r["tasks"], r["tasks_total"]))
     if out.measure(ranking, options=out.options.update_width(10_000)).maximum <= out.width:  # its natural width
         out.print(ranking)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from celo_bench.cli._common import (
@@ -18,7 +19,7 @@ from celo_bench.cli._common import (
     out,
     results_path,
 )
-from celo_bench.cli._plan_options import execution_options
+from celo_bench.cli._plan_options import ReferencesOpt, execution_options
 from celo_bench.cli._reporting import check_out_writable
 from celo_bench.defaults import report_dir
 
@@ -70,6 +71,8 @@ def _ci(row: dict, metric: str) -> str:
 
 
 def _print_ranking(res) -> None:
+    from celo_bench.results import REFERENCE_MARK  # deferred: `validate` needs no scoring libraries
+
     table = Table(title=f"suite {res.suite} v{res.suite_version}: IQM [95% CI] relative to tuned adam",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right")
@@ -79,9 +82,13 @@ def _print_ranking(res) -> None:
     for r in res.leaderboard:
         mine = r["optimizer"] == res.name
         rank = "-" if r["rank"] != r["rank"] else str(int(r["rank"]))  # NaN: unranked
-        name = f"[bold]{r['optimizer']} <- new[/]" if mine else r["optimizer"]
+        ref = f" {REFERENCE_MARK}" if r.get("source", "store") != "store" else ""  # from reference results
+        name = f"[bold]{r['optimizer']} <- new[/]" if mine else escape(r["optimizer"]) + ref
         table.add_row(rank, name, _ci(r, "final_loss"), _ci(r, "speedup"), f"{r['tasks']}/{r['tasks_total']}")
     out.print(table)
+    if res.from_references:
+        out.print(f"{REFERENCE_MARK} reference results shipped with celo-bench ({sum(res.from_references.values())} "
+                  "runs): this store has none of their runs", highlight=False)
     if res.rank is None:
         out.print(f"{res.name}: not ranked")
     else:
@@ -106,6 +113,7 @@ def submit_command(
     executor: str = typer.Option("local", "--executor", help="local | ray (as for `celo-bench run`)."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (auto or HOST:PORT)."),
     jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Local executor: jobs at once (default 2 on CPU, 1 on GPU)."),
+    use_references: bool = ReferencesOpt,
     execution: dict | None = None,  # the execution settings, from @execution_options
     fmt=FormatOpt,
 ) -> None:
@@ -132,11 +140,22 @@ def submit_command(
             bad = sum(r["status"] != "ok" for r in records)
             console.log(f"{job.name}: {len(records)} runs" + (f" [yellow]{bad} not ok[/]" if bad else ""))
 
+    def on_ranked(res):  # printed before the report is written
+        if quiet:
+            return
+        s = res.summary
+        console.print(f"[bold]{res.name}[/]: executed {s.executed}, skipped {s.skipped} (already stored), "
+                      f"diverged {s.diverged}, failed {s.failed}"
+                      + (f"; baseline runs executed {res.baselines_run}" if res.baselines_run else ""))
+        _print_ranking(res)
+        for note in res.notes:
+            console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+
     try:
         res = submit(path, suite=suite, results=results_path(results), out=reports_dir if report else None,
                      steps=steps, seeds=seeds, run_baselines=run_baselines, timeout=timeout, reps=reps,
                      executor=executor, address=address, engine=EngineSettings(execution=execution or {}, parallel_jobs=jobs),
-                     on_plan=on_plan, on_job=on_job)
+                     on_plan=on_plan, on_job=on_job, on_ranked=on_ranked, references=use_references)
     except SubmissionInvalid as e:
         if quiet:
             emit_json({"ok": False, **e.report.as_dict()})
@@ -145,13 +164,6 @@ def submit_command(
     if quiet:
         emit_json({"ok": True, **res.as_dict()})
         return
-    s = res.summary
-    console.print(f"[bold]{res.name}[/]: executed {s.executed}, skipped {s.skipped} (already stored), "
-                  f"diverged {s.diverged}, failed {s.failed}"
-                  + (f"; baseline runs executed {res.baselines_run}" if res.baselines_run else ""))
-    _print_ranking(res)
-    for note in res.notes:
-        console.print(f"[yellow]note[/]: {note}")
     if res.report:
         console.print(f"report: {res.report}/leaderboard.md (row marked)")
 

@@ -327,7 +327,7 @@ START_OPT_LEVEL = 1
 
 It runs once per task and seed set, so only its compile counts: mostly threefry bits and
 the initialisers' float transforms, which LLVM optimises slowly at XLA's default level.
-Level 1 compiles it 2-8x faster (``quick_digits_conv``: 7.8 s -> 1.0 s; the quick tier's 7
+Level 1 compiles it 2-8x faster (quick v1's ``quick_digits_conv``: 7.8 s -> 1.0 s; the quick tier's 7
 tasks: 21.7 s -> 6.9 s; CPU, jax 0.10.2) and gives bit-identical parameters, data orders
 and keys on every task of the quick and paper suites (measured 2026-12-05; a test keeps
 checking it). Level 0 is faster still but rounds some initial weights differently.

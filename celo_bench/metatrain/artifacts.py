@@ -87,6 +87,11 @@ def card_markdown(card: dict) -> str:
         f"- **Code:** celo-bench {card['provenance'].get('celo_bench', '')} "
         f"(git {card['provenance'].get('git_commit', '') or 'unknown'}), jax {card['provenance'].get('jax', '')}",
     ]
+    if card.get("meta_init"):  # cards written before the setting existed have none
+        settings = card.get("arch_settings") or {}
+        lines.insert(-4, f"- **Starting point:** `{card['meta_init']['scheme']}` ({card['meta_init']['what']})"
+                     + (f"; this architecture's settings of the preset: "
+                        f"{', '.join(f'{k} = {v}' for k, v in settings.items())}" if settings else ""))
     if card.get("meta_validation_loss") is not None:
         lines.append(f"- **Meta-validation loss:** {card['meta_validation_loss']:.4f} (this checkpoint "
                      "was chosen as the lowest over the run's checkpoints)")

@@ -31,6 +31,9 @@ OUTER_LR_GRID = (3e-5, 5e-5, 1e-4, 3e-4, 1e-3)
 """The paper's outer learning-rate sweep (Celo (Moudgil et al., arXiv:2501.12670)), times 3 seeds."""
 SWEEP_SEEDS = (0, 1, 2)
 
+META_INITS = ("reference", "velo_unit_controls")
+"""Starting points of meta-training (:mod:`celo_bench.metatrain.inits`, which implements them)."""
+
 
 @dataclass(frozen=True)
 class MetaTrainConfig:
@@ -64,6 +67,7 @@ class MetaTrainConfig:
     val_instances: int = 8
     val_every: int = 100
     init: str | None = None
+    meta_init: str = "reference"
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def resume_key(self) -> dict:
@@ -72,6 +76,8 @@ class MetaTrainConfig:
         for k in ("outer_iterations", "checkpoint_every", "extra", "val_horizon", "val_instances",
                   "val_every"):
             d.pop(k)
+        if d["meta_init"] == "reference":  # runs started before the setting existed resume as they were
+            d.pop("meta_init")
         return d
 
     def as_json(self) -> dict:
@@ -90,6 +96,31 @@ PRESETS: dict[str, dict] = {
 """Preset -> overrides of :class:`MetaTrainConfig` (plus ``phase2_iterations``, the
 length of Celo's second phase when both phases run in one command)."""
 
+ARCH_SETTINGS: dict[str, dict[str, dict]] = {
+    "cpu": {
+        "adafac_mlp_lopt": dict(outer_lr=1e-2),
+        "velo_s": dict(outer_lr=1e-2, meta_init="velo_unit_controls"),
+    },
+}
+"""Preset -> architecture -> overrides applied on top of the preset (the user's own
+options, e.g. ``--outer-lr``, still win); every run's card records its settings.
+
+On the ``cpu`` preset's 2,000-step budget (50x shorter than the paper's), AdaFac-MLP-LOpt
+and VeLO-S did not learn at the preset's outer rate 1e-3 from the reference
+initialisation. Measured (``docs/metatrain.md``, "Why VeLO-S and AdaFac-MLP-LOpt did not
+learn (measured)"): AdaFac needs its 197 meta-parameters to move O(1) (its seed-0 draw is
+an ascent method, cos(update, -grad) = -0.77) and learns within 200 outer steps at 1e-2
+(held-out meta-validation 3.24 -> 0.65) but not at 1e-3 (-> 2.31); VeLO-S starts on a
+saddle where its update is ~1e-10 of Adam's and the PES estimate is pure noise
+(:mod:`celo_bench.metatrain.inits`, ``velo_unit_controls``). The estimator is the same
+for every architecture. Celo and RNN-MLP-LOpt keep the preset's settings.
+"""
+
+
+def arch_settings(preset: str, arch: str) -> dict:
+    """The per-architecture overrides of `preset` (:data:`ARCH_SETTINGS`), possibly empty."""
+    return dict(ARCH_SETTINGS.get(preset, {}).get(arch, {}))
+
 
 def preset_config(
     arch: str,
@@ -98,13 +129,15 @@ def preset_config(
     phase: str = "joint",
     **overrides,
 ) -> MetaTrainConfig:
-    """The :class:`MetaTrainConfig` of `preset` with `overrides` (None values are ignored).
+    """The :class:`MetaTrainConfig` of `preset` for `arch` (its :data:`ARCH_SETTINGS`
+    included) with `overrides` (None values are ignored).
 
     Raises CeloBenchError for an unknown preset or an invalid setting.
     """
     if preset not in PRESETS:
         raise CeloBenchError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
     values = {k: v for k, v in PRESETS[preset].items() if k != "phase2_iterations"}
+    values.update(arch_settings(preset, arch))
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("tasks"), list):
         values["tasks"] = tuple(values["tasks"])
@@ -145,11 +178,13 @@ def validate(cfg: MetaTrainConfig) -> None:
         bad(f"horizons must satisfy 1 <= min <= max, got [{cfg.min_horizon}, {cfg.max_horizon}]")
     if cfg.initial_offset < 0 or cfg.std <= 0:
         bad("initial_offset must be >= 0 and std > 0")
+    if cfg.meta_init not in META_INITS:
+        bad(f"meta_init must be one of {', '.join(META_INITS)}, got '{cfg.meta_init}'")
     if cfg.reparam_range is not None:
         lo, hi = cfg.reparam_range
         if not 0 < lo <= hi:
             bad(f"reparam_range must satisfy 0 < low <= high, got {cfg.reparam_range}")
 
 
-__all__ = ["OUTER_LR_GRID", "PAPER_TASKS", "PRESETS", "SWEEP_SEEDS", "MetaTrainConfig",
-           "phase2_iterations", "preset_config", "validate"]
+__all__ = ["ARCH_SETTINGS", "META_INITS", "OUTER_LR_GRID", "PAPER_TASKS", "PRESETS", "SWEEP_SEEDS",
+           "MetaTrainConfig", "arch_settings", "phase2_iterations", "preset_config", "validate"]

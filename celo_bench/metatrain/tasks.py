@@ -151,7 +151,7 @@ def image_mlp_family(
 
     The model is the project's image MLP (:func:`celo_bench.models.mlp.build_classifier`:
     haiku-default init, ReLU, mean cross-entropy), the same network the evaluation task
-    ``quick_digits_mlp8_relu32`` trains. Minibatches are sampled uniformly with
+    ``ImageMLP_FashionMnist8_Relu32`` trains. Minibatches are sampled uniformly with
     replacement from each member's ``train`` split (the reference iterates a shuffled
     stream; for a 50-step truncation the difference is immaterial). ``eval_loss`` is the
     loss on (up to `eval_examples` of) the held-out ``outer_valid`` split.

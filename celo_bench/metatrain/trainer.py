@@ -27,8 +27,8 @@ import optax
 
 from celo_bench import fileio
 from celo_bench.errors import CeloBenchError, CheckpointError, UnknownNameError
-from celo_bench.metatrain import artifacts
-from celo_bench.metatrain.config import MetaTrainConfig, validate
+from celo_bench.metatrain import artifacts, inits
+from celo_bench.metatrain.config import MetaTrainConfig, arch_settings, validate
 from celo_bench.metatrain.pes import TruncatedPES
 from celo_bench.metatrain.phases import (
     FROZEN,
@@ -110,6 +110,7 @@ class MetaTrainer:
     def __init__(self, cfg: MetaTrainConfig, out: str | Path, family: TaskFamily | None = None):
         validate(cfg)
         check_phase(cfg.arch, cfg.phase)
+        inits.check(cfg.meta_init, cfg.arch)
         if cfg.arch == "celo" and cfg.phase == "2" and not cfg.init:
             raise CeloBenchError(
                 "celo phase 2 trains the scheduler on top of a phase-1 MLP: pass --init "
@@ -124,7 +125,8 @@ class MetaTrainer:
         self.missing = [t for t in cfg.tasks if t not in self.family.members]
         self.run_key = jax.random.PRNGKey(cfg.seed)
         k_theta, self.k_pes, self.k_steps = jax.random.split(self.run_key, 3)
-        theta = load_init(cfg.arch, cfg.init) if cfg.init else self.entry.init_meta_params(k_theta)
+        theta = load_init(cfg.arch, cfg.init) if cfg.init else inits.initial_meta_params(
+            cfg.arch, cfg.meta_init, k_theta, self.entry.init_meta_params)
         self.theta0 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), theta)
         self.mask = trainable_mask(cfg.arch, cfg.phase, self.theta0)
         self.pes = TruncatedPES(
@@ -210,7 +212,10 @@ class MetaTrainer:
             },
             "outer_optimizer": {"kind": "AdamW", "lr": cfg.outer_lr, "weight_decay": cfg.weight_decay},
             "outer_step": step, "outer_iterations": cfg.outer_iterations, "seed": cfg.seed,
-            "init": cfg.init, "meta_loss_first": first, "meta_loss_last": last,
+            "init": cfg.init, "meta_init": None if cfg.init else {"scheme": cfg.meta_init,
+                                                                "what": inits.describe(cfg.meta_init)},
+            "arch_settings": arch_settings(cfg.preset, cfg.arch),
+            "meta_loss_first": first, "meta_loss_last": last,
             "wall_seconds": wall,
             "device": f"{prov.get('device', '')} ({prov.get('backend', '')}, {os.cpu_count()} CPU cores)",
             "provenance": prov, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -220,6 +220,7 @@ def write_report(
     not_run: Mapping[str, str] | None = None, steps: int | None = None, seeds: int | None = None,
     coverage_rule: str = DEFAULT_COVERAGE_RULE, bench_dir: Path | None = None, device_kind: str | None = None,
     allow_mixed_environments: bool = False, execution: Mapping[str, Any] | None = None, site: bool = False,
+    references: bool = True,
 ) -> Path:
     """Score `results` for `suite` and write the full report into `out`; returns `out`.
 
@@ -245,6 +246,8 @@ def write_report(
             (noted in the report); see :mod:`celo_bench.environment`.
         site: Write a static site (images as files, one page per optimizer) instead of a
             self-contained ``index.html``.
+        references: Rank the reference results that ship for optimizers without a run in
+            `results` (rows marked; :mod:`celo_bench.references`); False: `results` alone.
 
     Raises:
         CeloBenchError: no record of the current plan, no reference (Adam) runs, `out` is
@@ -254,7 +257,8 @@ def write_report(
     results, out = Path(results), Path(out)
     res = score_results(results, suite, config=config, reps=reps, seed=seed, registry=reg, steps=steps,
                         seeds=seeds, coverage_rule=coverage_rule, bench_dir=bench_dir, device_kind=device_kind,
-                        allow_mixed_environments=allow_mixed_environments, execution=execution)
+                        allow_mixed_environments=allow_mixed_environments, execution=execution,
+                        references=references)
     return write_scored_report(res, suite=suite, results=results, out=out, registry=reg,
                                command=command, highlight=highlight, not_run=not_run, bench_dir=bench_dir,
                                site=site)

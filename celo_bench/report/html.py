@@ -34,7 +34,7 @@ from celo_bench.report.leaderboard import (
     shown,
 )
 from celo_bench.report.tables import num, pm
-from celo_bench.results import Results
+from celo_bench.results import REFERENCE_MARK, Results, reference_line
 from celo_bench.suite import Registry
 
 CSS = """
@@ -106,7 +106,7 @@ def _cell(col: Any, r: Any, link: Callable[[str], str | None]) -> str:
     v = escape(str(text if value is None or (isinstance(value, float) and pd.isna(value)) else value))
     if col.key == "optimizer":
         href = link(r.optimizer)
-        name = escape(r.optimizer)
+        name = escape(r.optimizer) + (f" {REFERENCE_MARK}" if getattr(r, "source", "store") != "store" else "")
         inner = f'<a href="{escape(href)}">{name}</a>' if href else name
         return f'<td class="l" data-v="{v}">{inner}</td>'
     if col.key == "kind":
@@ -231,6 +231,7 @@ def render(res: Results, registry: Registry, figures: Mapping[str, Path], task_p
 <body>
 <h1>celo-bench leaderboard: suite <code>{escape(res.suite)}</code> v{escape(res.suite_version)}</h1>
 <p class="lede">{lede(res)}</p>
+{f'<p class="agreement">{_code(escape(reference_line(res)))}</p>' if res.from_references else ""}
 {agreement}
 {leaderboard_table(res, main, "leaderboard", link, highlight)}
 <p class="meta">Results <code>{escape(res.fingerprint)}</code>. Final loss <code>L_{escape(c.reference)} / L</code>,

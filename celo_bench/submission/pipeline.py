@@ -3,8 +3,10 @@
 The submission's optimizer is added to a :class:`~celo_bench.suite.Registry` and its grid
 runs through :func:`celo_bench.runner.run`, the path of ``celo-bench run``: the same
 up-front checks (data, checkpoints, engine settings) and the same executors (local or
-Ray). Baselines are never re-run implicitly: their runs come from the results store. The
-reference (tuned Adam) must be there for the same suite version, horizon and seeds, or
+Ray). Baselines are never re-run implicitly: their runs come from the results store or, for a
+baseline the store has no run of, from the suite's reference results that ship with the
+package (:mod:`celo_bench.references`; read beside the store, never written into it). The
+reference (tuned Adam) must be in one of them for the same suite version, horizon and seeds, or
 nothing runs; ``run_baselines=True`` runs the suite's missing baseline runs in the same
 call. Other missing baselines are reported and ranked without. Runs are
 content-addressed, so submitting the same folder again trains nothing. An accepted
@@ -16,6 +18,7 @@ later ``report``, ``run`` and ``submit``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -29,7 +32,9 @@ from celo_bench.defaults import report_dir
 from celo_bench.errors import CeloBenchError
 from celo_bench.execute import EngineSettings, RunSummary
 from celo_bench.plan import Job
-from celo_bench.runner import RunConfig, plan_grid, plan_run, run
+from celo_bench.references import References
+from celo_bench.references import load as load_references
+from celo_bench.runner import GridPlan, RunConfig, plan_grid, plan_run, run
 from celo_bench.score import ScoreConfig
 from celo_bench.store import Store
 from celo_bench.submission import loader, stored
@@ -55,6 +60,7 @@ class SubmitResult:
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
     notes: list[str] = field(default_factory=list)
+    from_references: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +70,7 @@ class SubmitResult:
             "baselines_run": self.baselines_run, "missing_baselines": self.missing_baselines,
             "provenance": self.provenance, "rank": self.rank, "of": self.of, "row": _plain(self.row),
             "report": str(self.report) if self.report else None, "notes": self.notes,
+            "from_references": self.from_references,
         }
 
 
@@ -80,6 +87,24 @@ def _runs(jobs: list[Job]) -> dict[str, int]:
     out: dict[str, int] = {}
     for j in jobs:
         out[j.optimizer.name] = out.get(j.optimizer.name, 0) + len(j.runs)
+    return out
+
+
+def _covered(loaded: References | None, base: GridPlan) -> dict[str, int]:
+    """optimizer -> its planned runs that `loaded` references hold, for every baseline of which the
+    store has no planned run (an optimizer's runs come all from the store or all from references)."""
+    if loaded is None:
+        return {}
+    planned: dict[str, set[str]] = {}
+    for j in base.jobs:
+        planned.setdefault(j.optimizer.name, set()).update(r.key for r in j.runs)
+    todo = _runs(base.todo)
+    out = {}
+    for name, keys in planned.items():
+        if todo.get(name, 0) == len(keys):  # none stored
+            n = len(loaded.covering(keys, ()))
+            if n:
+                out[name] = n
     return out
 
 
@@ -184,6 +209,8 @@ def submit(
     engine: EngineSettings | None = None,
     on_plan: Callable[[list[Job]], None] | None = None,
     on_job: Callable[[Job, list], None] | None = None,
+    on_ranked: Callable[[SubmitResult], None] | None = None,
+    references: bool | str | os.PathLike = True,
 ) -> SubmitResult:
     """Validate `folder`, train its missing runs on `suite`, score it, write the report.
 
@@ -197,6 +224,13 @@ def submit(
     `out=None` skips it. The accepted submission's folder is kept in the store
     (:func:`celo_bench.submission.stored.keep`), so every later ``report``, ``run`` and ``submit``
     of that store ranks it too.
+
+    Baselines the store has no run of come from the suite's reference results where they ship
+    (`references`: True, a folder of references, or False; :mod:`celo_bench.references`), so a
+    submission trains only its own runs: the store is never written with them, their rows are
+    marked, and a difference of environment between them and the submission's runs is noted.
+    `on_ranked` is called with the result once the submission is ranked, before the report is
+    written (the command prints the ranking then).
 
     Raises:
         SubmissionInvalid: the submission failed validation (``.report`` lists why).
@@ -228,7 +262,11 @@ def submit(
 
     baselines = list(suite_spec.optimizers)
     base = plan_run(replace(cfg, optimizers=baselines))
-    missing = _runs(base.todo)
+    loaded = None
+    if references is not False:
+        loaded = load_references(suite, None if references is True else references)
+    covered = {} if run_baselines else _covered(loaded, base)
+    missing = {o: n - covered.get(o, 0) for o, n in _runs(base.todo).items() if n > covered.get(o, 0)}
     if missing.get(ref) and not run_baselines:
         raise CeloBenchError(_reference_missing(store, suite, suite_spec.version, ref, missing[ref], cfg))
     jobs, _, skipped = plan_grid(replace(cfg, optimizers=[sub.name]))
@@ -272,7 +310,8 @@ def submit(
         result.notes.append(f"'{name}' not run (nothing stored): {why}")
 
     res = score_results(results, suite, reps=reps, registry=reg, steps=steps, seeds=seeds,
-                        execution=cfg.engine.strategy_overrides())
+                        execution=cfg.engine.strategy_overrides(), references=loaded or False)
+    result.from_references = dict(res.from_references)
     result.notes += kept_notes + list(res.notes)
     table = res.aggregate
     result.leaderboard = table.to_dict("records")
@@ -283,6 +322,8 @@ def submit(
         result.row = row.iloc[0].to_dict()
     else:
         result.notes.append(f"'{sub.name}' has no scored task: are its runs at the stored horizon?")
+    if on_ranked:
+        on_ranked(result)
     if out is not None:
         from celo_bench.report import write_scored_report
 
