@@ -11,6 +11,8 @@ never scored; such records are counted (``Results.ignored``) and ``celo-bench pr
 moves them aside. Planned runs that are not stored are counted too (``Results.missing``).
 The records of one task must come from one environment (device kind, backend, jax, jaxlib,
 optax, flax: :mod:`celo_bench.environment`), or scoring refuses unless told to mix them.
+Reference results that ship with the package (:mod:`celo_bench.references`) are read beside
+the store for every planned optimizer the store has no record of; each row says its ``source``.
 
 Frames (all tidy, one row per entity named):
 
@@ -30,6 +32,7 @@ import hashlib
 import json
 import os
 import shlex
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,7 +277,9 @@ def select_records(
             order = list(dict.fromkeys(j.optimizer.name for j in jobs))
             counts = drawn["optimizer"].value_counts()
             from_refs = {o: int(counts[o]) for o in order if o in counts}
-            records = drawn if records.empty else pd.concat([records, drawn], ignore_index=True)
+            with warnings.catch_warnings():  # all-NA columns (timings the references drop) keep their dtype
+                warnings.simplefilter("ignore", FutureWarning)
+                records = drawn if records.empty else pd.concat([records, drawn], ignore_index=True)
     if records.empty:
         hint = f"run `celo-bench run --suite {grid_args(suite.name, results, steps=steps, seeds=seeds, execution=execution)}` first"
         if len(ignored):
@@ -447,7 +452,7 @@ def score_results(
     spec = reg.suite(suite)
     config = config or ScoreConfig.for_suite(spec)
     jobs = planned_jobs(reg, spec, steps=steps, seeds=seeds, execution=execution)
-    loaded, ref_notes = _references(references, suite, config.series)
+    loaded, ref_notes = refs.for_scoring(references, suite, config.series)
     sel = select_records(Path(results), spec, reg, jobs=jobs, steps=steps, seeds=seeds, execution=execution,
                          references=loaded)
     # `--suite X` and the options that plan the same keys in the same store: hints that work
@@ -508,33 +513,13 @@ def score_results(
     )
 
 
-def _references(given: bool | str | os.PathLike | refs.References | None, suite: str,
-                series: str) -> tuple[refs.References | None, list[str]]:
-    """The reference results `given` names for `suite` (see :func:`score_results`), and a note
-    when they cannot serve the scored `series`."""
-    if given is None or given is False:
-        return None, []
-    loaded = given if isinstance(given, refs.References) else refs.load(
-        suite, None if given is True else given)
-    if loaded is not None and not loaded.holds(series):
-        return None, [f"the reference results of suite '{suite}' hold the series {', '.join(loaded.manifest.series)} "
-                      f"only: scoring {series} uses this store alone"]
-    return loaded, []
-
-
-REFERENCE_MARK = "†"
+REFERENCE_MARK = refs.MARK
 """How a leaderboard marks a row drawn from reference results."""
 
 
 def reference_line(res: Results) -> str:
     """One Markdown sentence on the rows drawn from reference results ("" when none are)."""
-    m = res.references
-    if m is None or not res.from_references:
+    if res.references is None or not res.from_references:
         return ""
-    every = set(res.aggregate["optimizer"]) <= set(res.from_references)
-    env = ", ".join(f"{environment.LABELS[f]} {m.environment.get(f) or environment.UNKNOWN}"
-                    for f in environment.FIELDS if f != "device")
-    what = "every row comes" if every else f"the {len(res.from_references)} rows marked {REFERENCE_MARK} come"
-    return (f"**{REFERENCE_MARK} Reference results**: {what} from the reference results shipped with celo-bench "
-            f"(suite `{m.suite}` v{m.suite_version}, made on device kind `{m.device}`; {env}), not runs of this "
-            "store; `celo-bench run` trains an optimizer here, and its row is then this store's.")
+    return refs.line(res.references, res.from_references,
+                     every=set(res.aggregate["optimizer"]) <= set(res.from_references))

@@ -15,6 +15,10 @@ SHARED = REPO.parent / "shared"
 # Tests never reach the network: the Hugging Face hub is offline (no socket is opened).
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+# Tests read no shipped reference results unless they name a folder of them (tests/test_references.py):
+# scoring a partial store must not change when `celo-bench references build` ships a suite's file.
+os.environ["CELO_BENCH_REFERENCES"] = str(Path(tempfile.gettempdir()) / "celo-bench-tests-read-no-references")
+
 # Share compiled programs between tests (and test runs) without touching the user's cache.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "celo-bench-test-jax"))
 

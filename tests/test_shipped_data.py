@@ -63,3 +63,21 @@ def test_a_changed_byte_fails_the_check_with_the_fix(tmp_path):
 def test_derive_remakes_the_shipped_files_byte_for_byte(tmp_path):
     sums = shipped.derive(NAME, ORIGINALS, tmp_path)
     assert sums == shipped.SHIPPED[NAME].sha256
+
+
+def test_the_language_models_text_ships_and_does_not_follow_the_running_python(tmp_path, monkeypatch):
+    """The pydoc text is read from the package copy (sha256-checked), not from this Python's
+    pydoc_data, so its run keys and the shipped reference results hold on any Python release."""
+    import sys
+
+    shipped.verify("pydoc_text")
+    raw = shipped.text_bytes("pydoc_text")
+    assert len(raw) == 466_273 and raw.decode("utf-8").startswith("The \"assert\" statement")
+    monkeypatch.setitem(sys.modules, "pydoc_data.topics", None)  # any import of it fails
+    ds = data.load("pydoc_text", {"seq_len": 8})
+    assert ds.splits["train"]["tokens"].shape[1] == 9
+    notice = (shipped.folder("pydoc_text") / "NOTICE.md").read_text()
+    assert shipped.SHIPPED_TEXT["pydoc_text"].sha256 in notice and "PYTHON SOFTWARE FOUNDATION LICENSE" in notice
+    monkeypatch.delitem(sys.modules, "pydoc_data.topics")
+    if sys.version_info[:3] == (3, 11, 7):  # the release it copies: remade byte for byte
+        assert shipped.derive_text("pydoc_text", tmp_path) == {"topics.txt.gz": shipped.SHIPPED_TEXT["pydoc_text"].sha256}

@@ -40,7 +40,7 @@ PAPER = {  # name: (family, dataset, batch size), paper-protocol.md §1.2
     "LOpt_AdafacMLPLOpt_FashionMnist_50": ("lopt", "fashion_mnist", 50 * 128),
 }
 QUICK_FAMILIES = {"image_mlp", "conv", "vit", "autoencoder", "transformer_lm", "rnn_lm", "lopt"}
-OFFLINE = {"fashion_mnist_14", "digits", "pydoc_text"}  # shipped with the package or its dependencies
+OFFLINE = {"fashion_mnist_14", "digits", "pydoc_text"}  # shipped with the package or scikit-learn
 
 
 @pytest.fixture(scope="module")

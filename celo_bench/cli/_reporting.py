@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from celo_bench import __version__, fileio
+from celo_bench import __version__, fileio, references
 from celo_bench.cli._common import console
 from celo_bench.errors import CeloBenchError
 from celo_bench.paths import unwritable_reason
@@ -67,8 +67,13 @@ def report_stamp(grid: GridPlan, suite: str, not_run: Mapping[str, str], statuse
     planned = sorted((r.key, statuses.get(r.key) or "") for j in grid.jobs for r in j.runs)
     subs = sorted(f"{o.name}:{o.factory}" for o in (registry.optimizers.values() if registry else ())
                   if o.kind == "submission")
+    try:  # reference results ranked beside the store: their sha256
+        shipped = references.manifest(suite)
+        refs = {"references": shipped.sha256} if shipped else {}
+    except references.ReferencesError as e:  # the report says it in one line
+        refs = {"references": str(e)}
     payload = {"suite": suite, "runs": planned, "not_run": dict(sorted(not_run.items())),
-               "version": __version__, **({"submissions": subs} if subs else {})}
+               "version": __version__, **({"submissions": subs} if subs else {}), **refs}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

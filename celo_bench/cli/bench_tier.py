@@ -53,7 +53,8 @@ def tier_command(
 
     reg = load_registry()
     res = score_results(results_path(results), suite, reps=10, steps=steps, seeds=seeds,
-                        allow_mixed_environments=allow_mixed, execution=execution, registry=reg)
+                        allow_mixed_environments=allow_mixed, execution=execution, registry=reg,
+                        references=False)  # this store's runs: the regime measured on this machine
     families = {t: reg.task(t).family for t in res.suite_tasks}
     rows = task_regimes(res.runs, res.scores, families, reference=res.config.reference)
     missing = sorted(set(res.suite_tasks) - {r.task for r in rows})

@@ -129,7 +129,8 @@ def list_command(
 
 
 def derive_command(
-    name: str = typer.Argument(..., help="Shipped dataset to remake: " + ", ".join(shipped.SHIPPED) + "."),
+    name: str = typer.Argument(..., help="Shipped dataset to remake: "
+                               + ", ".join([*shipped.SHIPPED, *shipped.SHIPPED_TEXT]) + "."),
     source: Path = typer.Option(Path("/usr/share/datasets/fashion-mnist"), "--source",
                                 help="Folder of the original IDX files (apt-get install "
                                      "dataset-fashion-mnist, or a `data prepare` folder)."),
@@ -137,11 +138,16 @@ def derive_command(
     fmt=FormatOpt,
 ) -> None:
     """Remake a dataset that ships inside the package from its originals (byte-identical)."""
-    if name not in shipped.SHIPPED:
-        raise CeloBenchError(f"no shipped dataset '{name}'; choose one of: {', '.join(shipped.SHIPPED)}")
+    names = [*shipped.SHIPPED, *shipped.SHIPPED_TEXT]
+    if name not in names:
+        raise CeloBenchError(f"no shipped dataset '{name}'; choose one of: {', '.join(names)}")
     require_writable(out_dir, "output folder", "pass --out DIR with a writable folder")
-    sums = shipped.derive(name, source, out_dir)
-    pinned = shipped.SHIPPED[name].sha256
+    if name in shipped.SHIPPED_TEXT:  # from this Python's pydoc_data (--source is not used)
+        sums = shipped.derive_text(name, out_dir)
+        pinned = {shipped.SHIPPED_TEXT[name].file: shipped.SHIPPED_TEXT[name].sha256}
+    else:
+        sums = shipped.derive(name, source, out_dir)
+        pinned = shipped.SHIPPED[name].sha256
     rows = [{"file": f, "sha256": h, "matches_package": h == pinned.get(f)} for f, h in sums.items()]
     if fmt.value == "json":
         emit_json({"dataset": name, "out": str(out_dir), "files": rows})

@@ -1,8 +1,9 @@
 """Offline datasets that ship with installed packages: no network, no downloads.
 
 - ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes).
-- ``pydoc_text``: the English text of Python's own ``pydoc_data`` help topics (~460 kB),
-  byte-level tokens for language modelling.
+- ``pydoc_text``: the English text of Python's ``pydoc_data`` help topics (~460 kB) as
+  CPython 3.11.7 ships it (a copy ships with this package, :mod:`celo_bench.data.shipped`, so
+  the text is the same on every Python), byte-level tokens for language modelling.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 
 import numpy as np
 
+from celo_bench.data import shipped
 from celo_bench.data._splits import split_train
 from celo_bench.task import Dataset
 
@@ -39,10 +41,7 @@ def load_digits(test_fraction: float = 0.2) -> Dataset:
 
 @functools.cache
 def _pydoc_bytes() -> np.ndarray:
-    from pydoc_data.topics import topics  # a large module of text: only when loaded
-
-    text = "\n\n".join(topics[k] for k in sorted(topics))
-    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
+    return np.frombuffer(shipped.text_bytes("pydoc_text"), dtype=np.uint8).copy()
 
 
 def load_pydoc_text(seq_len: int = 32, test_fraction: float = 0.1) -> Dataset:
@@ -58,5 +57,5 @@ def load_pydoc_text(seq_len: int = 32, test_fraction: float = 0.1) -> Dataset:
     n_test = int(round(test_fraction * n))
     splits = split_train({"tokens": tokens[: n - n_test]})
     splits["test"] = {"tokens": tokens[n - n_test :]}
-    info = {"vocab_size": 256, "seq_len": seq_len, "source": "pydoc_data.topics (byte level)"}
+    info = {"vocab_size": 256, "seq_len": seq_len, "source": "Python 3.11.7 pydoc_data.topics, shipped (byte level)"}
     return Dataset(name="pydoc_text", splits=splits, info=info)

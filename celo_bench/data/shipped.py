@@ -12,6 +12,11 @@ Every load checks each file's sha256 against :data:`SHIPPED`; ``NOTICE.md`` besi
 gives the source, the licence text, the sha256 sums and the command that derives them:
 ``celo-bench data derive fashion_mnist_14`` (from ``apt-get install dataset-fashion-mnist`` or a
 ``celo-bench data prepare fashion_mnist`` folder).
+
+``pydoc_text`` is the English text of Python's ``pydoc_data.topics`` help pages (PSF licence) as
+CPython 3.11.7 ships it, joined in topic order: the language-model tasks' text must not change
+with the Python release a user runs (its content is part of every run key), so a copy ships
+(``celo-bench data derive pydoc_text`` remakes it on Python 3.11.7).
 """
 
 from __future__ import annotations
@@ -71,6 +76,27 @@ SHIPPED: dict[str, ShippedImages] = {
 """Shipped dataset name -> what it is and the sha256 of each file (checked at every load)."""
 
 
+@dataclass(frozen=True)
+class ShippedText:
+    """A text shipped as package data: one gzip file of UTF-8 bytes."""
+
+    name: str
+    file: str
+    sha256: str
+    python: str  # the CPython release whose pydoc_data it copies
+    citation: str
+
+
+SHIPPED_TEXT: dict[str, ShippedText] = {
+    "pydoc_text": ShippedText(
+        name="pydoc_text", file="topics.txt.gz",
+        sha256="a4f8f2b8729e733eb6ec99adb5bb15d57b86e4b1418f003b980ec8de94459b85",
+        python="3.11.7", citation="Python 3.11.7 pydoc_data.topics (PSF License)",
+    ),
+}
+"""Shipped text name -> its file and sha256 (checked at every load)."""
+
+
 def folder(name: str) -> Path:
     """The package folder that holds dataset `name`'s files."""
     return Path(str(resources.files("celo_bench.data") / "package" / name))
@@ -87,8 +113,10 @@ def verify(name: str, where: Path | None = None) -> None:
       DataMissingError: a file is absent (a broken install).
       DataCorruptError: a file's sha256 differs from :data:`SHIPPED`.
     """
-    spec, where = SHIPPED[name], where or folder(name)
-    for file, expected in spec.sha256.items():
+    where = where or folder(name)
+    pinned = ({SHIPPED_TEXT[name].file: SHIPPED_TEXT[name].sha256} if name in SHIPPED_TEXT
+              else SHIPPED[name].sha256)
+    for file, expected in pinned.items():
         path = where / file
         if not path.is_file():
             raise DataMissingError(f"dataset '{name}': {path} is missing from the installed package; "
@@ -122,6 +150,28 @@ def load(name: str) -> Dataset:
     splits = split_train({"image": tr_x[..., None], "label": tr_y.astype(np.int32)})
     splits["test"] = {"image": te_x[..., None], "label": te_y.astype(np.int32)}
     return Dataset(name=name, splits=splits, info={**facts(name), "source": f"package data: {spec.citation}"})
+
+
+@functools.cache
+def text_bytes(name: str) -> bytes:
+    """The UTF-8 bytes of shipped text `name`, after its sha256 check (see :func:`verify`)."""
+    verify(name)
+    return gzip.decompress((folder(name) / SHIPPED_TEXT[name].file).read_bytes())
+
+
+def derive_text(name: str, out: Path) -> dict[str, str]:
+    """Remake shipped text `name` from this Python's ``pydoc_data`` into `out`.
+
+    Byte-identical on the CPython release in :data:`SHIPPED_TEXT` (another release's help text
+    differs). Returns file name -> sha256 of the written file.
+    """
+    from pydoc_data.topics import topics  # a large module of text: only when remade
+
+    text = "\n\n".join(topics[k] for k in sorted(topics)).encode("utf-8")
+    data = gzip.compress(text, compresslevel=9, mtime=0)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SHIPPED_TEXT[name].file).write_bytes(data)
+    return {SHIPPED_TEXT[name].file: hashlib.sha256(data).hexdigest()}
 
 
 def facts(name: str) -> dict:
@@ -177,4 +227,5 @@ def derive(name: str, source_folder: Path, out: Path) -> dict[str, str]:
     return sums
 
 
-__all__ = ["FILES", "SHIPPED", "ShippedImages", "derive", "facts", "folder", "load", "verify"]
+__all__ = ["FILES", "SHIPPED", "SHIPPED_TEXT", "ShippedImages", "ShippedText", "derive", "derive_text", "facts",
+           "folder", "load", "text_bytes", "verify"]

@@ -17,6 +17,7 @@ the manifest's run keys with the keys ``plan`` computes now.
 from celo_bench.references._build import MAX_BYTES, Built, build, check
 from celo_bench.references._files import (
     ENV,
+    MARK,
     SERIES,
     SOURCE,
     STORE,
@@ -24,12 +25,15 @@ from celo_bench.references._files import (
     References,
     ReferencesError,
     environments_note,
+    for_scoring,
     label,
+    line,
     load,
     manifest,
     root,
     suites,
 )
 
-__all__ = ["ENV", "MAX_BYTES", "SERIES", "SOURCE", "STORE", "Built", "Manifest", "References", "ReferencesError",
-           "build", "check", "environments_note", "label", "load", "manifest", "root", "suites"]
+__all__ = ["ENV", "MARK", "MAX_BYTES", "SERIES", "SOURCE", "STORE", "Built", "Manifest", "References",
+           "ReferencesError", "build", "check", "environments_note", "for_scoring", "label", "line", "load", "manifest",
+           "root", "suites"]

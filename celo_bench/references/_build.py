@@ -240,7 +240,7 @@ def check(suite: str, at: str | os.PathLike | None = None, registry: Registry | 
     for name in planned:
         if name not in m.keys and name not in m.left_out:
             out.append(f"{name}: an optimizer of suite '{suite}' neither in the references nor listed as left out")
-    stored = set(read_frame(path, m.series)["key"])
+    stored = set(read_frame(path)["key"])
     if stored != m.all_keys():
         out.append(f"{path}: holds {len(stored - m.all_keys())} keys the manifest lacks and lacks "
                    f"{len(m.all_keys() - stored)} it names")

@@ -217,7 +217,7 @@ class References:
         return df[keep].reset_index(drop=True)
 
 
-def read_frame(path: Path, kept: Sequence[str]) -> pd.DataFrame:
+def read_frame(path: Path) -> pd.DataFrame:
     """The records of a reference file as a ``Store.read()`` frame (curves as NumPy arrays)."""
     df = pq.read_table(path).to_pandas()
     for c in COLUMNS:
@@ -241,11 +241,39 @@ def load(suite: str, at: str | os.PathLike | None = None) -> References | None:
         return None
     path = verify(suite, m, at)
     try:
-        df = read_frame(path, m.series)
+        df = read_frame(path)
     except (OSError, ValueError) as e:
         raise ReferencesError(f"reference results {path} cannot be read ({e}); reinstall celo-bench") from None
     df[SOURCE] = m.label
     return References(manifest=m, records=df, folder=path.parent)
+
+
+MARK = "†"
+"""How a leaderboard marks a row drawn from reference results."""
+
+
+def for_scoring(given: bool | str | os.PathLike | References | None, suite: str,
+                series: str) -> tuple[References | None, list[str]]:
+    """The references `given` names for `suite` (True: :func:`root`'s; a folder; loaded ones;
+    False / None: none), and a note when they cannot serve the scored `series`."""
+    if given is None or given is False:
+        return None, []
+    loaded = given if isinstance(given, References) else load(suite, None if given is True else given)
+    if loaded is not None and not loaded.holds(series):
+        return None, [f"the reference results of suite '{suite}' hold the series {', '.join(loaded.manifest.series)} "
+                      f"only: scoring {series} uses this store alone"]
+    return loaded, []
+
+
+def line(m: Manifest, drawn: Mapping[str, int], every: bool) -> str:
+    """One Markdown sentence on the rows drawn from references `m` (`drawn`: optimizer -> runs;
+    `every`: no row is the store's), with where they were made."""
+    env = ", ".join(f"{environment.LABELS[f]} {m.environment.get(f) or environment.UNKNOWN}"
+                    for f in environment.FIELDS if f != "device")
+    what = "every row comes" if every else f"the {len(drawn)} rows marked {MARK} come"
+    return (f"**{MARK} Reference results**: {what} from the reference results shipped with celo-bench "
+            f"(suite `{m.suite}` v{m.suite_version}, made on device kind `{m.device}`; {env}), not runs of this "
+            "store; `celo-bench run` trains an optimizer here, and its row is then this store's.")
 
 
 def environments_note(store: pd.DataFrame, refs: References, used: pd.DataFrame) -> list[str]:
@@ -273,6 +301,6 @@ def environments_note(store: pd.DataFrame, refs: References, used: pd.DataFrame)
             "were used (`--no-references` scores the store alone)" for what, t in diff.items()]
 
 
-__all__ = ["ENV", "FORMAT", "MANIFEST_NAME", "REBUILD", "RESULTS_NAME", "SERIES", "SOURCE", "STORE", "Manifest",
-           "References", "ReferencesError", "columns", "environments_note", "label", "load", "manifest", "read_frame",
-           "root", "suites", "verify"]
+__all__ = ["ENV", "FORMAT", "MANIFEST_NAME", "MARK", "REBUILD", "RESULTS_NAME", "SERIES", "SOURCE", "STORE",
+           "Manifest", "References", "ReferencesError", "columns", "environments_note", "for_scoring", "label", "line",
+           "load", "manifest", "read_frame", "root", "suites", "verify"]
