@@ -225,8 +225,11 @@ def checkpoint_status(jobs: Sequence[plan.Job]) -> list[dict[str, Any]]:
             w = inputs.weights_input(spec)
             # a file that is there but wrong (bad hash, not msgpack) carries its own fix in the reason
             wrong = bool(w and w.reason and not w.fix)
+            command = "" if wrong else fetch_command(spec.checkpoint)
+            if not wrong and w and w.fix and not row["source"].startswith("hf://"):
+                command = w.fix  # never published: the weights' own fix (make them), not a download
             row |= {"present": False, "reason": (w.reason if w and w.reason else job.unavailable),
-                    "command": "" if wrong else fetch_command(spec.checkpoint)}
+                    "command": command}
         else:
             row |= {"present": True, "origin": job.provenance.get("weights_origin"),
                     "path": job.checkpoint, "command": ""}

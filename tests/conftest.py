@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from celo_bench import paths
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -29,3 +31,19 @@ def spec_tree(tmp_path: Path) -> Path:
     for sub in ("tasks", "baselines"):
         shutil.copytree(REPO / sub, tmp_path / sub)
     return tmp_path
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (and the cached reading of it that new files get);
+    restored after."""
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_umask(mask: int) -> None:
+        os.umask(mask)
+        paths.new_file_mode.cache_clear()
+
+    yield set_umask
+    os.umask(old)
+    paths.new_file_mode.cache_clear()

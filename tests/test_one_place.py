@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from celo_bench import paths
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "celo_bench"
 SOURCES = {p.relative_to(ROOT).as_posix(): ast.parse(p.read_text(encoding="utf-8"))
@@ -131,18 +129,6 @@ def test_module_names_say_what_they_hold():
 
 
 # --------------------------------------------------------------------------- the file helper
-@pytest.fixture
-def umask():
-    old = os.umask(0o022)
-    os.umask(old)
-
-    def set_umask(mask: int) -> None:
-        os.umask(mask)
-        paths.new_file_mode.cache_clear()
-
-    yield set_umask
-    os.umask(old)
-    paths.new_file_mode.cache_clear()
 
 
 def test_atomic_write_replaces_whole_with_a_normal_mode(tmp_path, umask):

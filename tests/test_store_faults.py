@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from celo_bench import paths
 from celo_bench import store as store_mod
 from celo_bench.errors import CeloBenchError
 from celo_bench.execute import Claims, run_jobs
@@ -324,19 +323,6 @@ def test_a_read_only_results_folder_cannot_be_written(tmp_path):
 
 
 # --------------------------------------------------------------------------- file modes
-@pytest.fixture
-def umask():
-    """Set the process umask for one test (and the store's cached reading of it); restored after."""
-    old = os.umask(0o022)
-    os.umask(old)
-
-    def set_umask(mask: int) -> None:
-        os.umask(mask)
-        paths.new_file_mode.cache_clear()
-
-    yield set_umask
-    os.umask(old)
-    paths.new_file_mode.cache_clear()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")

@@ -64,7 +64,7 @@ def check(scheme: str, arch: str) -> None:
         raise CeloBenchError(f"meta_init '{scheme}' is made for {', '.join(archs)}, not '{arch}'")
 
 
-def describe(scheme: str) -> str:
+def scheme_description(scheme: str) -> str:
     return SCHEMES[scheme][2]
 
 
@@ -76,4 +76,4 @@ def initial_meta_params(arch: str, scheme: str, key: jax.Array, init_fn: Callabl
     return theta if change is None else change(theta)
 
 
-__all__ = ["SCHEMES", "check", "describe", "initial_meta_params"]
+__all__ = ["SCHEMES", "check", "initial_meta_params", "scheme_description"]

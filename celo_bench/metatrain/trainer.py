@@ -213,7 +213,7 @@ class MetaTrainer:
             "outer_optimizer": {"kind": "AdamW", "lr": cfg.outer_lr, "weight_decay": cfg.weight_decay},
             "outer_step": step, "outer_iterations": cfg.outer_iterations, "seed": cfg.seed,
             "init": cfg.init, "meta_init": None if cfg.init else {"scheme": cfg.meta_init,
-                                                                "what": inits.describe(cfg.meta_init)},
+                                                                "what": inits.scheme_description(cfg.meta_init)},
             "arch_settings": arch_settings(cfg.preset, cfg.arch),
             "meta_loss_first": first, "meta_loss_last": last,
             "wall_seconds": wall,
