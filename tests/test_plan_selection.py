@@ -55,7 +55,7 @@ def test_two_configurations_of_one_grid_point_score_with_the_current_one(reg, tm
     res = score_results(tmp_path, "smoke", registry=new, reps=20)
     assert res.ignored == 12 and old.ignored == 12 and res.missing == {}
     note = next(n for n in res.notes if n.startswith("ignored 12 stored records not in the current plan"))
-    assert "`celo-bench prune --suite smoke`" in note
+    assert f"`celo-bench prune --suite smoke --results {tmp_path}`" in note
     # only the current Adam is the reference: sgd scores twice as well against it
     ref_old = old.scores[old.scores["optimizer"] == "adam"]["reference_loss"].to_numpy()
     ref_new = res.scores[res.scores["optimizer"] == "adam"]["reference_loss"].to_numpy()
@@ -71,7 +71,7 @@ def test_edited_reference_without_new_runs_is_missing_not_silently_old(reg, tmp_
     write(tmp_path, smoke_records("adam", 1.0) + smoke_records("sgd", 1.3), reg)
     new = edited_adam(reg, b1=0.8)
     with pytest.raises(CeloBenchError, match=r"no runs of the reference optimizer 'adam' in the current plan"
-                                             r".*older spec or version.*celo-bench run --suite smoke -o adam"):
+                                             r".*older spec or version.*celo-bench run --suite smoke --results \S+ -o adam"):
         score_results(tmp_path, "smoke", registry=new, reps=20)
     sel = select_records(tmp_path, new.suite("smoke"), new)
     assert sel.missing == {"adam": 12} and sel.ignored == 12 and len(sel.records) == 12

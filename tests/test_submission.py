@@ -320,7 +320,10 @@ def test_submit_example_adds_exactly_its_runs_then_nothing(tmp_path, baseline_st
     assert {k: v for k, v in after.items() if k in before} == before  # baselines untouched
     new = Store(results).read(curves=False)
     new = new[~new["key"].isin({Path(k).stem for k in before})]
-    assert len(new) == len(after) - len(before) == 2 * n_points
+    added = sorted(set(after) - set(before))
+    kept = [k for k in added if k.startswith(".submissions/adan_cosine/")]  # its folder, kept for the leaderboard
+    assert len(new) == len(added) - len(kept) == 2 * n_points
+    assert {Path(k).name for k in kept} == {"submission.toml", "optimizer.py"}
     assert set(new["optimizer"]) == {"adan_cosine"} and set(new["optimizer_kind"]) == {"submission"}
     src = hashlib.sha256((EXAMPLE / "optimizer.py").read_bytes()).hexdigest()
     assert {json.loads(p)["submission_source_sha256"] for p in new["provenance"]} == {src}
