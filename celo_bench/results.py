@@ -297,7 +297,9 @@ def select_records(
                         f"are {', '.join(seen[:4])}{', ...' if len(seen) > 4 else ''}): pass the `--steps` they "
                         f"were run with, or {hint}")
         raise CeloBenchError(f"no records of the current plan of suite '{suite.name}' in {results}: {hint}")
-    stored = set(records["key"])
+    # a planned run held only by a newer celo-bench's record is not missing: `run` never
+    # overwrites it (the `newer` line says to upgrade), so no hint may send the user to train it
+    stored = set(records["key"]) | {b.path.stem for b in store.newer}
     missing = dict.fromkeys((j.optimizer.name for j in jobs), 0)  # the suite's order
     for r in runs.values():
         if r.key not in stored:

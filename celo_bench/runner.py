@@ -160,7 +160,8 @@ def _require_data(jobs: Sequence[plan.Job]) -> None:
 def status(config: RunConfig) -> dict:
     """Counts of the grid's runs by state, and what cannot run here and why.
 
-    Keys: total, done, missing, ok, diverged, failed, not_run (optimizer -> reason with the
+    Keys: total, done, missing, newer (planned runs stored by a newer celo-bench, which this one
+    neither reads nor reruns), ok, diverged, failed, not_run (optimizer -> reason with the
     fix), not_run_runs (runs of those optimizers), tasks (task -> total/done), unreadable
     (one line per bad file in the store).
     """
@@ -168,12 +169,14 @@ def status(config: RunConfig) -> dict:
     statuses = grid.scan.statuses
     keys = [r.key for j in grid.jobs for r in j.runs]
     got = [statuses.get(k) for k in keys]
+    newer = {b.path.stem for b in grid.scan.newer}  # stored by a newer celo-bench: not missing, not readable
     out = {
         "suite": config.suite,
         "results": str(config.results),
         "total": len(keys),
         "done": sum(s is not None for s in got),
-        "missing": sum(s is None for s in got),
+        "missing": sum(s is None and k not in newer for s, k in zip(got, keys, strict=True)),
+        "newer": sum(k in newer for k in keys),
         "ok": sum(s == "ok" for s in got),
         "diverged": sum(s == "diverged" for s in got),
         "failed": sum(s == "failed" for s in got),

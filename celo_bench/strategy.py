@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -141,13 +141,15 @@ SETTINGS: tuple[Setting, ...] = tuple(
 ``_setting``)."""
 
 
-def check_overrides(override: Mapping[str, Any] | None) -> None:
+def check_overrides(override: Mapping[str, Any] | None, settings: Sequence[Setting] | None = None) -> None:
     """Reject an unknown setting or a bad value of one, with the flag that sets it.
+
+    `settings`: the declared settings to check against (default :data:`SETTINGS`).
 
     Raises:
       CeloBenchError: e.g. ``--steps-strategy must be one of scan, loop, split, got 'x'``.
     """
-    known = {s.name: s for s in SETTINGS}
+    known = {s.name: s for s in (SETTINGS if settings is None else settings)}
     for key, value in (override or {}).items():
         if key not in known:
             raise CeloBenchError(f"unknown execution setting '{key}'; the settings are: {', '.join(known)}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -44,6 +46,20 @@ def _flags(cmd: click.Command) -> set[str]:
 def test_every_grid_command_takes_every_declared_setting(path):
     flags = _flags(_command(path))
     assert {s.flag for s in strategy.SETTINGS} <= flags
+
+
+@pytest.mark.parametrize("path", GRID_COMMANDS)
+def test_every_grid_command_refuses_a_value_no_setting_takes(path, tmp_path):
+    """One line and exit code 2, before any work: `prune --steps-strategy bogus` used to move
+    records as if no setting was given (found by a new-user trial)."""
+    extra = ["--suite", "smoke"] if path in ("run", "plan", "status", "score", "report", "bench grid") else []
+    args = {"compare-suites": ["smoke", "smoke"], "submit": [str(tmp_path / "nothing")]}.get(path, [])
+    res = subprocess.run([sys.executable, "-m", "celo_bench.cli", *path.split(), *args, *extra, "--results",
+                          str(tmp_path / "r"), "--steps-strategy", "bogus"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert res.returncode == 2, (path, res.stderr)
+    assert res.stderr.strip() == "error: --steps-strategy must be one of scan, loop, split, got 'bogus'", res.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_the_settings_are_declared_once():

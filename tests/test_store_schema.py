@@ -119,6 +119,8 @@ def test_a_newer_record_is_skipped_with_one_line_left_in_place_and_never_run_ove
     root, reg, recs = fixture_store(tmp_path)
     newer = recs[3]
     path = path_of(root, newer)
+    st0 = status(RunConfig(suite="fx", results=root, registry=reg))
+    res0 = score_results(root, "fx", registry=reg, reps=20)
     rewrite(path, set_version(str(int(SCHEMA_VERSION) + 1)))
     before = path.read_bytes()
     seen = every_reader(root, reg)
@@ -133,6 +135,11 @@ def test_a_newer_record_is_skipped_with_one_line_left_in_place_and_never_run_ove
     assert sum("newer celo-bench" in n for n in res.notes) == 1
     st = status(RunConfig(suite="fx", results=root, registry=reg))
     assert any("newer celo-bench" in ln for ln in st["unreadable"])
+    # status, score and run agree: the run is neither missing nor trained again, so no hint
+    # sends the user to a `run` that executes nothing (found by a new-user trial)
+    assert st["newer"] == 1 and st0["newer"] == 0
+    assert st["missing"] == st0["missing"] and st["done"] == st0["done"] - 1
+    assert res.missing == res0.missing
     store.write(newer)  # a write of the same run (another process) leaves it as it is
     assert path.read_bytes() == before and not (root / ".quarantine").exists()
 

@@ -23,7 +23,7 @@ import typer
 from celo_bench.aggregate import COVERAGE_RULES, DEFAULT_COVERAGE_RULE
 from celo_bench.cli._common import PlanSeedsOpt, PlanStepsOpt
 from celo_bench.environment import ALLOW_OPTION
-from celo_bench.strategy import SETTINGS, Setting
+from celo_bench.strategy import SETTINGS, Setting, check_overrides
 
 CoverageRuleOpt = typer.Option(
     DEFAULT_COVERAGE_RULE, "--coverage-rule",
@@ -79,7 +79,9 @@ def execution_options(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         given = {s.name: kwargs.pop(_param(s), None) for s in SETTINGS}
-        return command(*args, **kwargs, **{EXECUTION: {k: v for k, v in given.items() if v is not None}})
+        given = {k: v for k, v in given.items() if v is not None}
+        check_overrides(given, SETTINGS)  # one line for a value no setting takes, whichever command was given it
+        return command(*args, **kwargs, **{EXECUTION: given})
 
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

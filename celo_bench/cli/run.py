@@ -127,6 +127,7 @@ def status_command(suite: str = SuiteOpt, results: Path = ResultsOpt, steps: int
     console.print(
         f"total {st['total']}  done {st['done']}  missing {st['missing']}  "
         f"ok {st['ok']}  diverged {st['diverged']}  failed {st['failed']}"
+        + (f"  newer {st['newer']} (stored by a newer celo-bench: upgrade to read them)" if st["newer"] else "")
     )
     for line in st["unreadable"]:
         console.print(f"[yellow]{escape(line)}[/]")
