@@ -99,21 +99,27 @@ length of Celo's second phase when both phases run in one command)."""
 ARCH_SETTINGS: dict[str, dict[str, dict]] = {
     "cpu": {
         "adafac_mlp_lopt": dict(outer_lr=1e-2),
-        "velo_s": dict(outer_lr=1e-2, meta_init="velo_unit_controls"),
+        "velo_s": dict(meta_init="velo_unit_controls"),
     },
 }
 """Preset -> architecture -> overrides applied on top of the preset (the user's own
-options, e.g. ``--outer-lr``, still win); every run's card records its settings.
+options, e.g. ``--outer-lr``, still win); every run's card records them (``arch_settings``).
 
-On the ``cpu`` preset's 2,000-step budget (50x shorter than the paper's), AdaFac-MLP-LOpt
-and VeLO-S did not learn at the preset's outer rate 1e-3 from the reference
-initialisation. Measured (``docs/metatrain.md``, "Why VeLO-S and AdaFac-MLP-LOpt did not
-learn (measured)"): AdaFac needs its 197 meta-parameters to move O(1) (its seed-0 draw is
-an ascent method, cos(update, -grad) = -0.77) and learns within 200 outer steps at 1e-2
-(held-out meta-validation 3.24 -> 0.65) but not at 1e-3 (-> 2.31); VeLO-S starts on a
-saddle where its update is ~1e-10 of Adam's and the PES estimate is pure noise
-(:mod:`celo_bench.metatrain.inits`, ``velo_unit_controls``). The estimator is the same
-for every architecture. Celo and RNN-MLP-LOpt keep the preset's settings.
+On the ``cpu`` preset's budget (2,000 outer steps, 50x fewer than the paper's),
+AdaFac-MLP-LOpt and VeLO-S did not learn with the preset's settings. Measured
+(``docs/metatrain.md``, "Why VeLO-S and AdaFac-MLP-LOpt did not learn (measured)"):
+
+- AdaFac-MLP-LOpt's 197 meta-parameters must move O(1) (its seed-0 draw is an ascent
+  method, cos(update, -gradient) = -0.77, as are 5 of 8 draws): at outer rate 1e-3 its
+  held-out meta-validation goes 3.24 -> 2.31 in 200 steps, at 1e-2 3.24 -> 0.65 (0.70
+  after 600), with the same estimator;
+- VeLO-S starts on a saddle (its update is ~1e-10 of the parameters, the PES estimate is
+  pure noise): it needs another starting point, not another rate
+  (:mod:`celo_bench.metatrain.inits`, ``velo_unit_controls``; at 1e-3: 2.33 -> 0.95 after
+  400 steps, while the reference start at 1e-2 stays at 2.29).
+
+The estimator is the same for every architecture; Celo and RNN-MLP-LOpt keep the preset's
+settings.
 """
 
 
