@@ -8,6 +8,8 @@ Above the engine and the runner (they never import this package):
   the paper's runtime table (``celo-bench bench overhead``);
 - :mod:`celo_bench.bench.grid`: a suite's grid through the public runner into a fresh
   store: wall time, compile share and runs/s (``celo-bench bench grid``);
+- :mod:`celo_bench.bench.meta_train`: seconds per outer step of ``celo-bench meta-train``
+  for Celo and the three learned baselines on the ``cpu`` preset (``celo-bench bench meta-train``);
 - :mod:`celo_bench.bench.results`: where results are written, ``<out>/<name>.json``
   (default ``benchmarks/``); the report's runtime table reads ``overhead.json`` there.
 

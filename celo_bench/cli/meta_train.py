@@ -81,8 +81,9 @@ def meta_train_command(
             present, missing = available(cfg.tasks, cfg.image_size)
             absent = f" (no data here: {', '.join(missing)})" if missing else ""
             progress.console.log(f"{label}: tasks {', '.join(present) or 'none'}{absent}, "
-                                 f"{cfg.outer_iterations} outer steps, lr {cfg.outer_lr:g} "
-                                 "(the first step compiles)")
+                                 f"{cfg.outer_iterations} outer steps, lr {cfg.outer_lr:g}"
+                                 + ("" if cfg.init or cfg.meta_init == "reference" else f", start {cfg.meta_init}")
+                                 + " (the first step compiles)")
 
     def on_step(done, total, loss):
         if not quiet and "id" in bar:

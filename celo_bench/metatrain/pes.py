@@ -121,11 +121,6 @@ class TruncatedPES:
         k_reset, k_batch, k_next = jax.random.split(st.key, 3)
         reset = st.step >= st.length
         st = tree_where(reset, self.fresh(theta, k_reset, st.member), st)
-        return self.train_step(theta, st, data, k_batch, k_next, reset)
-
-    def train_step(self, theta: Any, st: InnerState, data: Any, k_batch: jax.Array, k_next: jax.Array,
-                   reset: jax.Array) -> tuple[InnerState, tuple]:
-        """One training step of an episode (after any reset): the second half of :meth:`inner_step`."""
         loss, grads = jax.value_and_grad(self.family.loss)(st.params, st.cfg, data, k_batch)
         opt = self.make_opt(theta, st.length)
         updates, opt_state = opt.update(grads, st.opt_state, st.params, loss=loss)
@@ -134,32 +129,12 @@ class TruncatedPES:
         return new, (self.family.normalize(loss), reset)
 
     def unroll(self, thetas: Any, inner: InnerState, data: Any) -> tuple[InnerState, jax.Array, jax.Array]:
-        """``truncation`` steps of all instances: losses and reset flags of shape (K, instances).
-
-        Numerically :meth:`inner_step` vmapped over the instances, with one change of
-        schedule: the fresh episodes are built only at the steps where some instance
-        resets (``lax.cond`` on "any reset", outside the vmap), not at every step for
-        every instance and then discarded. Episodes last 100-2000 steps, so that is one
-        step in tens; the values, keys and selects are the same, and the meta-parameters
-        stay bit-identical (``tests/test_metatrain.py``).
-        """
-        fresh = jax.vmap(self.fresh)
-        train = jax.vmap(self.train_step, in_axes=(0, 0, None, 0, 0, 0))
-        split = jax.vmap(lambda k: jax.random.split(k, 3))
+        """``truncation`` steps of all instances: losses and reset flags of shape (K, instances)."""
+        step = jax.vmap(self.inner_step, in_axes=(0, 0, None))
 
         def body(carry, _):
-            keys = split(carry.key)  # (instances, 3, ...): reset, batch, next, as in inner_step
-            reset = carry.step >= carry.length
-
-            def renew(c):
-                new = fresh(thetas, keys[:, 0], c.member)
-                return jax.tree_util.tree_map(
-                    lambda x, y: jnp.where(reset.reshape(reset.shape + (1,) * (y.ndim - 1)), x, y).astype(y.dtype),
-                    new, c,
-                )
-
-            carry = jax.lax.cond(jnp.any(reset), renew, lambda c: c, carry)
-            return train(thetas, carry, data, keys[:, 1], keys[:, 2], reset)
+            carry, (loss, reset) = step(thetas, carry, data)
+            return carry, (loss, reset)
 
         inner, (losses, resets) = jax.lax.scan(body, inner, None, length=self.truncation)
         return inner, losses, resets
