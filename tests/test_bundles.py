@@ -33,6 +33,7 @@ from celo_bench.submission.exchange import export_bundle, import_bundle
 from celo_bench.submission.schema import parse_submission
 from celo_bench.submission.verify import choose, max_rel_diff, rerun_jobs
 from celo_bench.suite import load_registry
+from tests.test_submission import TOML as SUBMISSION_TOML
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "tiny_bundle"
@@ -47,16 +48,7 @@ import pathlib
 pathlib.Path({marker!r}).write_text("optimizer.py was run")
 raise SystemExit("optimizer.py must never run during import")
 """
-TOML = f"""
-name = "{NAME}"
-authors = ["Test Author"]
-description = "A test submission."
-kind = "handcrafted"
-license = "MIT"
-
-[search_space]
-learning_rate = [0.01, 0.1]
-"""
+TOML = SUBMISSION_TOML.format(name=NAME, kind="handcrafted")  # the submission tests' metadata
 FAST = {"steps": 10, "seeds": 2}
 
 
