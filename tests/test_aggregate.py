@@ -177,6 +177,20 @@ def test_other_horizons_are_ignored_and_counted(tmp_path):
     assert (res30.runs["num_steps"] == 30).all() and res30.ignored == 1
 
 
+def test_an_older_suite_versions_records_are_noted_not_scored(tmp_path):
+    """Records of version 1 of a suite now at version 2 (the quick tier's redesign): counted, never mixed."""
+    reg = registry(["t"], ["adam"], steps=20, version="2")
+    write(tmp_path, [record("t", "adam", 0, [4, 2, 1], version="1"), record("t", "adam", 1, [4, 3, 2], version="1"),
+                     record("t", "adam", 0, [4, 2, 1.5], version="2")])
+    res = score_results(tmp_path, "fx", registry=reg, reps=10)
+    assert res.ignored == 2 and len(res.runs) == 1
+    alone = score_results(write(tmp_path / "v2", [record("t", "adam", 0, [4, 2, 1.5], version="2")]), "fx",
+                          registry=reg, reps=10)
+    assert res.runs["final_loss"].tolist() == alone.runs["final_loss"].tolist()  # the version-2 run only
+    assert any(n.startswith("ignored 2 stored records not in the current plan") and "older versions" in n
+               for n in res.notes), res.notes
+
+
 def test_cli_score_json(tmp_path, monkeypatch):
     # records under the real smoke suite's name, so the CLI finds the suite in the registry
     opts = {"adam": ("handcrafted", 1.0), "sgd": ("handcrafted", 1.3)}

@@ -17,6 +17,7 @@ diet)`` so they are never mistaken for the authors' published weights.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,11 @@ from celo_bench.optimizers import checkpoint as ckpt
 from celo_bench.paths import require_writable
 
 CARD_JSON, CARD_MD, CURVE_JSON, CURVE_PNG = "card.json", "card.md", "meta_loss.json", "meta_loss.png"
+
+CHANCE_LOSS = math.log(10)
+"""Held-out meta-validation loss of a predictor that has learned nothing on the 10-class tasks."""
+META_VALIDATION_TARGET = CHANCE_LOSS / 2
+"""What counts as having learned: a held-out meta-validation loss of at most half of chance (1.151)."""
 
 
 def window_means(losses: np.ndarray | list[float]) -> tuple[float | None, float | None]:
@@ -50,6 +56,26 @@ def check_writable(out: Path, what: str = "meta-training folder",
       CeloBenchError: names the path and the problem.
     """
     require_writable(out, what, f"{fix} (nothing was trained)")
+
+
+def prior_outer_steps(init: str | Path | None, *, near: Path | None = None) -> int:
+    """Outer steps already spent on the starting point `init`: 0 unless it is a meta-training run.
+
+    `init` is a run's folder (or its ``theta.state``) holding ``card.json``, as Celo's phase 2
+    starts from ``OUT/phase1``; its card's ``budget_outer_steps`` (else ``outer_step``) counts.
+    A relative `init` is looked up in the working folder, then beside `near`. Published
+    weights (no card) count 0.
+    """
+    if not init:
+        return 0
+    path = Path(init).expanduser()
+    candidates = [path] + ([near / path] if near is not None and not path.is_absolute() else [])
+    for p in candidates:
+        folder = p.parent if p.is_file() else p
+        if (folder / CARD_JSON).is_file():
+            card = json.loads((folder / CARD_JSON).read_text())
+            return int(card.get("budget_outer_steps", card.get("outer_step", 0)))
+    return 0
 
 
 def label(preset: str) -> str:
@@ -80,7 +106,8 @@ def card_markdown(card: dict) -> str:
         f"- **Outer optimizer:** AdamW lr {outer['lr']:g}, weight decay {outer['weight_decay']:g}; "
         f"frozen: {', '.join(card['frozen']) or 'nothing'}",
         f"- **Outer steps:** {card['outer_step']} of {card['outer_iterations']} (seed {card['seed']}, "
-        f"preset `{card['preset']}`)" + (f", initialised from `{card['init']}`" if card["init"] else ""),
+        f"preset `{card['preset']}`)" + (f", initialised from `{card['init']}`" if card["init"] else "")
+        + (f"; budget {card['budget_outer_steps']} outer steps in all" if card.get("budget_outer_steps") else ""),
         f"- **Meta-loss:** first {_fmt(card['meta_loss_first'])}, last {_fmt(card['meta_loss_last'])} "
         "(means over the first/last 10% of outer steps)",
         f"- **Wall time:** {card['wall_seconds']:.0f} s on {card['device']}",
@@ -94,7 +121,11 @@ def card_markdown(card: dict) -> str:
                         f"{', '.join(f'{k} = {v}' for k, v in settings.items())}" if settings else ""))
     if card.get("meta_validation_loss") is not None:
         lines.append(f"- **Meta-validation loss:** {card['meta_validation_loss']:.4f} (this checkpoint "
-                     "was chosen as the lowest over the run's checkpoints)")
+                     "was chosen as the lowest over the run's checkpoints; chance is ln 10 = 2.303)")
+        if card["meta_validation_loss"] > META_VALIDATION_TARGET:
+            lines.append(f"- **Below the bar:** above {META_VALIDATION_TARGET:.3f}, half of chance, the level "
+                         "at which these weights count as having learned on this budget; docs/metatrain.md "
+                         "(One budget for all four) shows its meta-loss curve and what was tried")
     lines += ["", f"Load with `celo_bench.optimizers.build('{card['architecture']}', num_steps=T, "
               "checkpoint='<this folder>')`.", ""]
     return "\n".join(lines)

@@ -66,12 +66,30 @@ def _copy_run(run: Path, chosen: Path, card: dict, tmp: Path, command: str | Non
     shutil.copy2(chosen / ckpt.FILENAME, tmp / ckpt.FILENAME)
     card["sha256"] = fileio.sha256_file(tmp / ckpt.FILENAME)
     card["chosen_step"] = card.get("selected_step", card.get("outer_step"))
+    card["budget_outer_steps"] = budget_outer_steps(run)
     if command:
         card["command"] = command
     artifacts.write_json(tmp / artifacts.CARD_JSON, card)
-    (tmp / artifacts.CARD_MD).write_text(artifacts.card_markdown(card) + _remake_note(card))
+    (tmp / artifacts.CARD_MD).write_text(card_page(card))
     if (run / "selection.json").is_file():
         shutil.copy2(run / "selection.json", tmp / "selection.json")
+
+
+def budget_outer_steps(run: Path) -> int:
+    """Every outer step the run spent: its final step plus its starting point's (Celo: both phases).
+
+    The chosen checkpoint may be an earlier one; the budget is what was run, as the
+    equal-budget comparison of the cpu-diet weights counts it (docs/metatrain.md).
+    """
+    final = json.loads((run / artifacts.CARD_JSON).read_text())
+    if "budget_outer_steps" in final:
+        return int(final["budget_outer_steps"])
+    return int(final["outer_step"]) + artifacts.prior_outer_steps(final.get("init"), near=run.parent)
+
+
+def card_page(card: dict) -> str:
+    """``card.md`` of installed weights: the card and how to remake them."""
+    return artifacts.card_markdown(card) + _remake_note(card)
 
 
 def _remake_note(card: dict) -> str:

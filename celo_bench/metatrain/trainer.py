@@ -212,6 +212,7 @@ class MetaTrainer:
             },
             "outer_optimizer": {"kind": "AdamW", "lr": cfg.outer_lr, "weight_decay": cfg.weight_decay},
             "outer_step": step, "outer_iterations": cfg.outer_iterations, "seed": cfg.seed,
+            "budget_outer_steps": step + artifacts.prior_outer_steps(cfg.init),
             "init": cfg.init, "meta_init": None if cfg.init else {"scheme": cfg.meta_init,
                                                                 "what": inits.scheme_description(cfg.meta_init)},
             "arch_settings": arch_settings(cfg.preset, cfg.arch),
