@@ -32,8 +32,9 @@ import hashlib
 import json
 import os
 import shlex
+import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -413,6 +414,7 @@ def score_results(
     allow_mixed_environments: bool = False,
     execution: Mapping[str, Any] | None = None,
     references: bool | str | os.PathLike | refs.References | None = True,
+    memo: MutableMapping[str, list[list[float]]] | None = None,
 ) -> Results:
     """Score the stored runs of `suite`'s current plan against tuned Adam and aggregate.
 
@@ -444,6 +446,9 @@ def score_results(
             another environment than the store's: using them is the explicit choice, so such a
             mix is scored and noted with both device kinds (never refused); within the store,
             and within the references, the environment rule applies as without them.
+        memo: Bootstrap intervals already computed, and where new ones go
+            (:func:`celo_bench.aggregate.interval_estimates`; default: the references' own
+            ``intervals.json``, so only the store's optimizers are bootstrapped).
 
     Raises:
         CeloBenchError: no record of the current plan, none of the reference optimizer, or
@@ -487,9 +492,11 @@ def score_results(
     no_timing = missing_timings(scored.scores, step_seconds, ref)
     if no_timing:
         notes.append(timings_note(no_timing, kind, suite, bench))
+    if memo is None and sel.references is not None:
+        memo = dict(sel.references.intervals)  # a copy: scoring adds the intervals it computes
     table, poi, mats = aggregate_table(
         scored.scores, scored.tasks, reference=ref, reps=reps, seed=seed, confidence=confidence,
-        suite_tasks=spec.tasks, coverage_rule=coverage_rule,
+        suite_tasks=spec.tasks, coverage_rule=coverage_rule, memo=memo,
     )
     table.insert(table.columns.get_loc("optimizer_kind") + 1, "kind_label", [
         reg.optimizers[o].kind_label if o in reg.optimizers else KIND_LABELS.get(k, k)
@@ -513,6 +520,23 @@ def score_results(
         references=sel.references.manifest if sel.references is not None else None,
         from_references=dict(sel.from_references),
     )
+
+
+def remember_reference_intervals(
+    suite: str, at: str | os.PathLike | None = None, *, steps: int | None = None, seeds: int | None = None,
+    execution: Mapping[str, Any] | None = None, registry: Registry | None = None,
+) -> Path:
+    """Score `suite`'s references under `at` (default: the package's) as an empty store would, and
+    write the bootstrap intervals computed into their ``intervals.json``; returns its path.
+
+    A release step after :func:`celo_bench.references.build` (``references build`` does both):
+    scoring a submission against these references then bootstraps the submission alone.
+    """
+    memo: dict[str, list[list[float]]] = {}
+    with tempfile.TemporaryDirectory() as empty:
+        score_results(empty, suite, steps=steps, seeds=seeds, execution=execution, registry=registry,
+                      references=at if at is not None else True, memo=memo)
+    return refs.write_intervals(suite, memo, at)
 
 
 REFERENCE_MARK = refs.MARK

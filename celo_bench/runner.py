@@ -35,6 +35,7 @@ class RunConfig:
     registry: Registry | None = None
     data: str = "real"  # "synthetic": random stand-ins of the same shapes (celo_bench.data.synthetic)
     provenance: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # optimizer -> added to its records (submissions)
+    job_seconds: Mapping[str, float] = field(default_factory=dict)  # task -> expected job seconds: longest first
 
     def __post_init__(self) -> None:
         if self.data == "synthetic" and Path(self.results) == DEFAULT_RESULTS:
@@ -136,6 +137,8 @@ def run(
             if j.optimizer.name in config.provenance else j for j in grid.todo]
     _require_data(todo)
     todo = [j for j in todo if j.optimizer.name not in grid.not_run]
+    if config.job_seconds:  # longest first: the last job to finish is a short one (stable: plan order on ties)
+        todo.sort(key=lambda j: -config.job_seconds.get(j.task.name, 0.0))
     if on_plan:
         on_plan(todo)
     summary = run_jobs(todo, store, executor, skipped=grid.stored, on_job=on_job, on_wait=on_wait)

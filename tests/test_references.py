@@ -25,7 +25,7 @@ from celo_bench.cli import app
 from celo_bench.errors import CeloBenchError
 from celo_bench.plan import expand
 from celo_bench.references import ReferencesError
-from celo_bench.results import score_results
+from celo_bench.results import remember_reference_intervals, score_results
 from celo_bench.score import ScoreConfig
 from celo_bench.store import Store
 from celo_bench.submission import parse_submission
@@ -274,6 +274,56 @@ def test_submit_trains_only_the_submissions_runs_when_references_cover_the_basel
     text = again.output
     assert f"executed 0, skipped {n}" in text and text.index("ranks") < text.index("report:")
     assert _digests(results) == before
+
+
+# --------------------------------------------------------------------------- remembered intervals
+def test_remembered_intervals_are_the_ones_scoring_computes(shipped, tmp_path):
+    """``intervals.json`` serves the references' bootstrap intervals; scoring them again gives the same table."""
+    refs_root = tmp_path / "refs"
+    shutil.copytree(shipped, refs_root)
+    path = remember_reference_intervals("smoke", refs_root, steps=10, seeds=1)
+    loaded = references.load("smoke", refs_root)
+    assert path == refs_root / "smoke" / "intervals.json" and len(loaded.intervals) >= 2  # equal matrices share one
+    empty = tmp_path / "empty"
+    served = score_results(empty, "smoke", steps=10, seeds=1, references=refs_root)
+    fresh = score_results(empty, "smoke", steps=10, seeds=1, references=refs_root, memo={})
+    assert served.aggregate.equals(fresh.aggregate)
+    # they are used: an edited entry shows up ...
+    doc = json.loads(path.read_text())
+    key = next(iter(doc["intervals"]))
+    doc["intervals"][key] = [[123.0, 122.0, 124.0]] * 4
+    path.write_text(json.dumps(doc))
+    edited = score_results(empty, "smoke", steps=10, seeds=1, references=refs_root).aggregate
+    assert (edited.filter(like="_iqm").to_numpy() == 123.0).any()
+    # ... unless they were made for another results file, and none is used for other settings
+    doc["results_sha256"] = "0" * 64
+    path.write_text(json.dumps(doc))
+    assert references.load("smoke", refs_root).intervals == {}
+    assert score_results(empty, "smoke", steps=10, seeds=1, references=refs_root).aggregate.equals(fresh.aggregate)
+
+
+@pytest.mark.slow
+def test_the_shipped_intervals_are_the_ones_scoring_computes(tmp_path):
+    for suite in references.suites(PACKAGE_REFERENCES):
+        loaded = references.load(suite, PACKAGE_REFERENCES)
+        assert loaded.intervals, f"{suite}: no intervals.json: `celo-bench references build` writes it"
+        served = score_results(tmp_path, suite, references=PACKAGE_REFERENCES)
+        fresh = score_results(tmp_path, suite, references=PACKAGE_REFERENCES, memo={})
+        assert served.aggregate.equals(fresh.aggregate), suite
+
+
+def test_submit_starts_the_longest_jobs_first(shipped, tmp_path):
+    """The manifest's task_seconds order a submission's jobs, longest first (its rank comes sooner)."""
+    from celo_bench.runner import RunConfig, run
+
+    m = references.manifest("smoke", shipped)
+    assert set(m.task_seconds) == set(TASKS) and all(v > 0 for v in m.task_seconds.values())
+    seen = []
+    for order in ({TASKS[0]: 1.0, TASKS[1]: 9.0}, {TASKS[0]: 9.0, TASKS[1]: 1.0}):
+        cfg = RunConfig(suite="smoke", steps=10, seeds=1, optimizers=["adam"], results=tmp_path / str(len(seen)),
+                        job_seconds=order)
+        run(cfg, on_plan=lambda todo: seen.append([j.task.name for j in todo]))
+    assert seen == [list(reversed(TASKS)), list(TASKS)]
 
 
 def _digests(root: Path) -> dict[str, str]:

@@ -42,8 +42,10 @@ def build_command(
     fmt=FormatOpt,
 ) -> None:
     """Pack the suite's stored results (every optimizer that runs offline, all its planned runs stored) into
-    <dir>/<suite>/results.parquet and its manifest.json (docs/references.md)."""
+    <dir>/<suite>/results.parquet and its manifest.json, and remember their bootstrap intervals in
+    intervals.json (docs/references.md)."""
     from celo_bench import references
+    from celo_bench.results import remember_reference_intervals
 
     t0 = time.perf_counter()
     command = "celo-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:3] == ["references", "build"] else None
@@ -51,6 +53,7 @@ def build_command(
                              execution=execution or None, series=[s.strip() for s in series.split(",") if s.strip()],
                              command=command)
     m = built.manifest
+    remember_reference_intervals(suite, built.folder.parent, steps=steps, seeds=seeds, execution=execution or None)
     if fmt.value == "json":
         emit_json({"folder": str(built.folder), "records": m.records, "bytes": m.bytes, "sha256": m.sha256,
                    "optimizers": list(m.keys), "left_out": dict(m.left_out), "environment": dict(m.environment),

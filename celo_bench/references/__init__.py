@@ -32,8 +32,9 @@ from celo_bench.references._files import (
     manifest,
     root,
     suites,
+    write_intervals,
 )
 
 __all__ = ["ENV", "MARK", "MAX_BYTES", "SERIES", "SOURCE", "STORE", "Built", "Manifest", "References",
            "ReferencesError", "build", "check", "environments_note", "for_scoring", "label", "line", "load", "manifest",
-           "root", "suites"]
+           "root", "suites", "write_intervals"]

@@ -187,7 +187,7 @@ def build(suite: str, results: str | os.PathLike, *, out: str | os.PathLike | No
         sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), records=len(records), series=tuple(series), environment=env,
         keys={o: tuple(sorted(planned[o])) for o in kept}, statuses={o: statuses[o] for o in kept},
         left_out=left_out, command=command or _command(suite, results, steps, seeds, execution),
-        made=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        made=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), task_seconds=_task_seconds(records),
     )
     dest = Path(out) if out is not None else root()
     try:
@@ -198,6 +198,16 @@ def build(suite: str, results: str | os.PathLike, *, out: str | os.PathLike | No
     except OSError as e:
         raise CeloBenchError(f"cannot write references to {dest / suite}: {e.strerror or e}") from e
     return Built(folder=dest / suite, manifest=m)
+
+
+def _task_seconds(records: pd.DataFrame) -> dict[str, float]:
+    """task -> the longest hand-crafted job's compile + run seconds (each record carries its job's)."""
+    hand = records[(records["optimizer_kind"] == "handcrafted") & (records["status"] != "failed")]
+    if not len(hand):
+        return {}
+    per_job = hand.groupby(["task", "optimizer", "hparam_id"], sort=True)[["compile_seconds", "run_seconds"]].first()
+    seconds = (per_job["compile_seconds"].fillna(0) + per_job["run_seconds"].fillna(0)).groupby(level="task").max()
+    return {t: round(float(v), 2) for t, v in seconds.items()}
 
 
 def check(suite: str, at: str | os.PathLike | None = None, registry: Registry | None = None) -> list[str]:

@@ -6,7 +6,11 @@ A suite's references are two files in one folder, ``<root>/<suite>/``:
   the report read (:data:`COLUMNS`: identity, outcome, ``eval_steps`` and the kept loss
   series, how the job ran, and a provenance cut to the environment); the per-step
   ``train_loss`` is left out (the report scores and draws an ``eval_*`` series);
-- ``manifest.json``: what they are (:class:`Manifest`).
+- ``manifest.json``: what they are (:class:`Manifest`);
+- ``intervals.json`` (optional): the bootstrap intervals of each packed optimizer's score
+  matrices under the default scoring, keyed by :func:`celo_bench.aggregate.interval_key`
+  (content addresses: an entry is used only for the exact matrix it was computed from), so
+  scoring a submission against the references bootstraps the submission alone.
 
 The root is the package's own folder (``celo_bench/references/``, package data) unless
 ``$CELO_BENCH_REFERENCES`` names another (a maintainer's fresh build, tests).
@@ -38,6 +42,7 @@ FORMAT = 1
 """The manifest's format version (bumped when the layout changes)."""
 RESULTS_NAME = "results.parquet"
 MANIFEST_NAME = "manifest.json"
+INTERVALS_NAME = "intervals.json"
 SERIES = ("eval_train_loss", "eval_valid_loss", "eval_test_loss")
 """The loss series kept by default (every ``eval_*`` one; ``train_loss`` is not kept)."""
 IDENTITY = ("key", "suite", "suite_version", "task", "optimizer", "optimizer_kind", "hparams", "hparam_id",
@@ -89,6 +94,9 @@ class Manifest:
         left_out: optimizer of the suite -> why its runs are not in the file.
         command: The command that remade them.
         made: UTC date and time they were made.
+        task_seconds: task -> the longest hand-crafted optimizer's job (compile + run seconds)
+            when they were made: what one more optimizer's job on that task costs on a cold
+            store, so ``submit`` starts the longest first.
     """
 
     suite: str
@@ -108,6 +116,7 @@ class Manifest:
     made: str = ""
     file: str = RESULTS_NAME
     format: int = FORMAT
+    task_seconds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def device(self) -> str:
@@ -125,6 +134,7 @@ class Manifest:
             "sha256": self.sha256, "bytes": self.bytes, "records": self.records, "series": list(self.series),
             "environment": dict(self.environment), "left_out": dict(self.left_out),
             "statuses": {o: dict(s) for o, s in self.statuses.items()},
+            "task_seconds": dict(self.task_seconds),
             "keys": {o: list(k) for o, k in self.keys.items()},
         }
         return json.dumps(body, indent=1) + "\n"
@@ -143,6 +153,7 @@ class Manifest:
                 environment=d.get("environment") or {}, keys={o: tuple(k) for o, k in d["keys"].items()},
                 statuses=d.get("statuses") or {}, left_out=d.get("left_out") or {}, command=d.get("command", ""),
                 made=d.get("made", ""), file=d.get("file", RESULTS_NAME), format=d["format"],
+                task_seconds={t: float(v) for t, v in (d.get("task_seconds") or {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ReferencesError(f"reference manifest {where} cannot be read ({type(e).__name__}: {e}): "
@@ -200,6 +211,8 @@ class References:
     manifest: Manifest
     records: pd.DataFrame
     folder: Path
+    intervals: Mapping[str, list[list[float]]] = field(default_factory=dict)
+    """Remembered bootstrap intervals (``intervals.json``; empty when absent or made for another file)."""
 
     @property
     def label(self) -> str:
@@ -245,7 +258,30 @@ def load(suite: str, at: str | os.PathLike | None = None) -> References | None:
     except (OSError, ValueError) as e:
         raise ReferencesError(f"reference results {path} cannot be read ({e}); reinstall celo-bench") from None
     df[SOURCE] = m.label
-    return References(manifest=m, records=df, folder=path.parent)
+    return References(manifest=m, records=df, folder=path.parent, intervals=_read_intervals(path.parent, m))
+
+
+def _read_intervals(folder: Path, m: Manifest) -> dict[str, list[list[float]]]:
+    """``intervals.json`` of `folder` when it was made for the results file `m` describes; else none."""
+    try:
+        doc = json.loads((folder / INTERVALS_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("results_sha256") != m.sha256 or not isinstance(doc.get("intervals"), dict):
+        return {}
+    return doc["intervals"]
+
+
+def write_intervals(suite: str, intervals: Mapping[str, list[list[float]]],
+                    at: str | os.PathLike | None = None) -> Path:
+    """Write `suite`'s ``intervals.json`` (under `at`, default :func:`root`) for its current results file."""
+    m = manifest(suite, at)
+    if m is None:
+        raise ReferencesError(f"no reference results of suite '{suite}' to remember intervals for")
+    path = (Path(at) if at is not None else root()) / suite / INTERVALS_NAME
+    fileio.atomic_write_text(path, json.dumps({"results_sha256": m.sha256, "intervals": dict(intervals)},
+                                              sort_keys=True) + "\n")
+    return path
 
 
 MARK = "†"

@@ -274,7 +274,8 @@ def submit(
 
     prov = loader.provenance(sub)
     names = baselines + [sub.name] if run_baselines else [sub.name]
-    cfg = replace(cfg, optimizers=names, provenance={sub.name: prov})
+    cfg = replace(cfg, optimizers=names, provenance={sub.name: prov},
+                  job_seconds=dict(loaded.manifest.task_seconds) if loaded is not None else {})
     mine = RunSummary(skipped=skipped)
     others = {"executed": 0}
 
