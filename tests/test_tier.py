@@ -99,5 +99,8 @@ def test_bench_tier_flags_a_task_that_memorises_its_data(tmp_path):
     assert rows["early"]["in_band"] and rows["early"]["fraction"] > 0.3
     assert json.loads((tmp_path / "bench" / "tier-probe.json").read_text())["rows"] == json.loads(tier.stdout)
     text = subprocess.run([*cli, "bench", "tier", "--suite", "probe", "--results", str(results),
-                           "--out", str(tmp_path / "bench")], env=env, capture_output=True, text=True, timeout=300)
+                           "--out", str(tmp_path / "bench")], env={**env, "COLUMNS": "80"}, capture_output=True,
+                          text=True, timeout=300)
     assert "memorises" in text.stdout and "NO" in text.stdout
+    # redirected at 80 columns: every cell whole (the quick tier's longest names fit too)
+    assert "…" not in text.stdout and all(len(line) <= 80 for line in text.stdout.splitlines()[1:])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.table import Table
 
 from celo_bench.bench import results as bench_results
@@ -65,12 +66,13 @@ def tier_command(
         emit_json(doc)
     else:
         table = Table(title=f"suite {suite} v{res.suite_version}: tuned Adam's loss fraction vs its family's "
-                            "band (paper tasks at step 2,000: \\[min/2, 2*max])")
-        for col in ("task", "family", "steps", "fraction", "band", "in band", "SU = 0"):
-            table.add_column(col, justify="left" if col in ("task", "family") else "right",
-                             no_wrap=col == "task")
+                            "band (paper tasks at step 2,000: \\[min/2, 2*max])", box=box.SIMPLE_HEAD, pad_edge=False,
+                      padding=(0, 0))
+        # short headers so that whole names fit 80 columns (T: steps; SU=0: share of zero speedup scores)
+        for col in ("task", "family", "T", "fraction", "band", "in", "SU=0"):
+            table.add_column(col, justify="left" if col in ("task", "family") else "right", no_wrap=True)
         for r in rows:
-            band = "-" if r.band is None else f"{r.band[0]:.3f}-{r.band[1]:.3f}"
+            band = "-" if r.band is None else f"{r.band[0]:.3g}-{r.band[1]:.3g}"
             table.add_row(r.task, r.family, str(r.steps), f"{r.fraction:.3f}", band,
                           "yes" if r.in_band else "[red]NO[/]", f"{r.zero_speedup_share:.0%}")
         out.print(table)

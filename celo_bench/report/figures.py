@@ -11,6 +11,8 @@ save a figure in :mod:`celo_bench.report.style`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -235,9 +237,22 @@ def poi_heatmap(poi: dict[str, pd.DataFrame], res: Results) -> Figure:
     return fig
 
 
+def _scatter_labels(names: Sequence[str], a: np.ndarray, b: np.ndarray, top: int = 3, moved: int = 4) -> set[str]:
+    """Whom a tier scatter names: Adam and Celo, each suite's top `top`, and the `moved` optimizers
+    farthest from the diagonal (the rest crowd the diagonal unreadably)."""
+    if len(names) <= top * 2 + moved:
+        return set(names)
+    ra, rb = (np.argsort(np.argsort(-np.nan_to_num(v, nan=-np.inf))) for v in (a, b))
+    keep = {HIGHLIGHT, "adam"} & set(names)
+    keep |= {names[i] for i in np.argsort(ra)[:top]} | {names[i] for i in np.argsort(rb)[:top]}
+    keep |= {names[i] for i in np.argsort(-np.nan_to_num(np.abs(a - b)), kind="stable")[:moved]}
+    return keep
+
+
 def tier_scatter(comparison: Comparison) -> Figure:
     """One panel per criterion: each common optimizer's IQM in suite A (x) against suite B
-    (y), with both 95% CIs as error bars, the diagonal y = x, and Kendall's tau in the title."""
+    (y), with both 95% CIs as error bars, the diagonal y = x, and Kendall's tau in the title.
+    Past ten optimizers only some are named (:func:`_scatter_labels`)."""
     c = comparison
     n = len(c.agreements)
     with matplotlib.rc_context(STYLE):
@@ -248,10 +263,16 @@ def tier_scatter(comparison: Comparison) -> Figure:
             yerr = np.abs(np.stack([g.iqm_b - g.ci_b[:, 0], g.ci_b[:, 1] - g.iqm_b]))
             ax.errorbar(g.iqm_a, g.iqm_b, xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr), fmt="o",
                         color="0.25", ecolor="0.6", elinewidth=1.2, capsize=2, ms=5, zorder=3)
+            shown = _scatter_labels(g.optimizers, g.iqm_a, g.iqm_b)
             for name, x, y in zip(g.optimizers, g.iqm_a, g.iqm_b, strict=True):
+                if name not in shown:
+                    continue
                 bold = name in (HIGHLIGHT, "adam")
                 ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
                             fontweight="bold" if bold else "normal")
+            if len(shown) < len(g.optimizers):
+                ax.text(0.99, 0.01, f"{len(g.optimizers) - len(shown)} more unlabelled (all: --format json)",
+                        transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.4")
             finite = np.concatenate([g.ci_a.ravel(), g.ci_b.ravel(), g.iqm_a, g.iqm_b])
             finite = finite[np.isfinite(finite)]
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
