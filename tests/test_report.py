@@ -433,10 +433,10 @@ def test_the_header_shows_the_suites_measured_tier_agreement(tmp_path):
     out = write_report(suite="fx", results=tmp_path / "r", out=tmp_path / "o", reps=20, registry=reg)
     md = (out / "leaderboard.md").read_text()
     line = ("**Agreement with suite `fmnist`** (measured 2026-03-01, fmnist results `0123abcd4567ef89`): Kendall τ "
-            "0.72 [0.61, 0.80] on final loss, 0.70 [0.55, 0.79] on speedup (`celo-bench compare-suites fx fmnist`). "
+            "0.720 [0.610, 0.800] on final loss, 0.700 [0.550, 0.790] on speedup (`celo-bench compare-suites fx fmnist`). "
             "It ranks as real Fashion-MNIST does within the CIs")
     assert line in md and md.index(line) < md.index("| # |")  # in the header, above the table
     page = (out / "index.html").read_text()
     header = page.split('id="leaderboard"')[0]
     assert '<p class="agreement"><strong>Agreement with suite <code>fmnist</code></strong>' in header
-    assert "0.72 [0.61, 0.80]" in header and "0123abcd4567ef89" in header and "2026-03-01" in header
+    assert "0.720 [0.610, 0.800]" in header and "0123abcd4567ef89" in header and "2026-03-01" in header

@@ -465,3 +465,22 @@ def test_submit_runs_on_ray_workers(tmp_path, baseline_store):
     prov = [json.loads(p) for p in stored["provenance"]]
     assert len(prov) == n and {p["executor"] for p in prov} == {"ray"}
     assert all("submission_source_sha256" in p for p in prov)
+
+
+def test_a_refused_submission_creates_no_folder(tmp_path):
+    """A submission that fails validation leaves no results or report folder behind."""
+    sub = tmp_path / "broken"
+    shutil.copytree(EXAMPLE, sub)
+    (sub / "optimizer.py").write_text("def build(:\n")
+    results = tmp_path / "new" / "results"
+    res = CliRunner().invoke(app, ["submit", str(sub), "--suite", "smoke", "--results", str(results)])
+    assert res.exit_code != 0 and "optimizer.py" in res.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_unwritable_results_folder_is_named_before_the_report_folder(tmp_path, monkeypatch):
+    """submit checks --results first: the one line names the folder the user must change."""
+    monkeypatch.setattr("celo_bench.paths.unwritable_reason", lambda folder: f"no permission to write in {folder}")
+    res = CliRunner().invoke(app, ["submit", str(EXAMPLE), "--suite", "smoke", "--results", str(tmp_path / "r")])
+    assert res.exit_code != 0
+    assert str(res.exception).startswith(f"results folder {tmp_path / 'r'} cannot be written")

@@ -28,7 +28,8 @@ def check_out_writable(out: Path) -> None:
     """Raise one line now if report folder `out` could not be written (before any training).
 
     A report is written into a temporary folder beside `out` and swapped in whole, so the
-    parent folder must accept new folders.
+    parent folder must accept new folders. Creates nothing: where the parent does not exist
+    yet, the nearest existing folder on the way must be writable.
 
     Raises:
       CeloBenchError: names `out` and the problem.
@@ -38,8 +39,12 @@ def check_out_writable(out: Path) -> None:
     try:
         if out.exists() and not out.is_dir():
             raise CeloBenchError(f"report folder {out} cannot be written: it is a file; choose another --out")
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=".celo-bench-probe-", dir=parent)
+        if not parent.is_dir():  # creates nothing: a command that stops early leaves no folder behind
+            problem = unwritable_reason(out)
+            if problem:
+                raise OSError(problem)
+            return
+        probe = tempfile.mkdtemp(prefix=".celo-bench-probe-", dir=parent)  # a real write, removed at once
         os.rmdir(probe)
     except OSError as e:
         raise CeloBenchError(

@@ -1,6 +1,7 @@
 """``celo-bench bench tier``: is every task of a suite in its family's regime?
 
-Reads the suite's stored results (run the grid first) and prints, per task, tuned Adam's
+Reads tuned Adam's runs from the store where it has runs of the suite's plan, else from the
+reference results that ship (``docs/references.md``), and prints, per task, tuned Adam's
 loss fraction (final smoothed / initial eval train loss), its family's band from the
 paper's tasks (:mod:`celo_bench.regime`), the horizon, and the share of speedup scores
 that are exactly 0 (a task where most optimizers never reach tuned Adam's final loss
@@ -54,8 +55,10 @@ def tier_command(
 
     reg = load_registry()
     res = score_results(results_path(results), suite, reps=10, steps=steps, seeds=seeds,
-                        allow_mixed_environments=allow_mixed, execution=execution, registry=reg,
-                        references=False)  # this store's runs: the regime measured on this machine
+                        allow_mixed_environments=allow_mixed, execution=execution, registry=reg)
+    # tuned Adam of this store where it has runs of the plan, else the shipped reference results'
+    source = (f"the reference results shipped with celo-bench ({res.references.device})"
+              if res.config.reference in res.from_references and res.references is not None else "this store")
     families = {t: reg.task(t).family for t in res.suite_tasks}
     rows = task_regimes(res.runs, res.scores, families, reference=res.config.reference)
     missing = sorted(set(res.suite_tasks) - {r.task for r in rows})
@@ -76,6 +79,7 @@ def tier_command(
             table.add_row(r.task, r.family, str(r.steps), f"{r.fraction:.3f}", band,
                           "yes" if r.in_band else "[red]NO[/]", f"{r.zero_speedup_share:.0%}")
         out.print(table)
+        out.print(f"tuned {res.config.reference}: {source}", highlight=False)
         for task in missing:
             console.print(f"[yellow]no tuned {res.config.reference} runs[/] for {task}: run "
                           f"`celo-bench run --suite {suite} --tasks {task}` first")

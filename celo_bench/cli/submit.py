@@ -22,6 +22,7 @@ from celo_bench.cli._common import (
 from celo_bench.cli._plan_options import ReferencesOpt, execution_options
 from celo_bench.cli._reporting import check_out_writable
 from celo_bench.defaults import report_dir
+from celo_bench.paths import require_writable
 
 EXIT_INVALID = 2
 TimeoutOpt = typer.Option(
@@ -127,6 +128,8 @@ def submit_command(
 
     quiet = fmt.value == "json"
     reports_dir = reports_dir or report_dir(suite, results_path(results))
+    require_writable(results_path(results), "results folder",
+                     "choose another --results or fix its permissions (nothing was run)")
     if report:
         check_out_writable(reports_dir)  # before any training, not after it
 

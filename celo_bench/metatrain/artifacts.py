@@ -105,9 +105,10 @@ def card_markdown(card: dict) -> str:
         "mean normalised inner training loss",
         f"- **Outer optimizer:** AdamW lr {outer['lr']:g}, weight decay {outer['weight_decay']:g}; "
         f"frozen: {', '.join(card['frozen']) or 'nothing'}",
-        f"- **Outer steps:** {card['outer_step']} of {card['outer_iterations']} (seed {card['seed']}, "
-        f"preset `{card['preset']}`)" + (f", initialised from `{card['init']}`" if card["init"] else "")
-        + (f"; budget {card['budget_outer_steps']} outer steps in all" if card.get("budget_outer_steps") else ""),
+        f"- **Outer steps:** this checkpoint is step {card['outer_step']} of a {card['outer_iterations']}-step "
+        f"run (seed {card['seed']}, preset `{card['preset']}`)"
+        + (f", initialised from `{card['init']}`" if card["init"] else "")
+        + (f"; budget {card['budget_outer_steps']} outer steps run in all" if card.get("budget_outer_steps") else ""),
         f"- **Meta-loss:** first {_fmt(card['meta_loss_first'])}, last {_fmt(card['meta_loss_last'])} "
         "(means over the first/last 10% of outer steps)",
         f"- **Wall time:** {card['wall_seconds']:.0f} s on {card['device']}",
@@ -123,9 +124,9 @@ def card_markdown(card: dict) -> str:
         lines.append(f"- **Meta-validation loss:** {card['meta_validation_loss']:.4f} (this checkpoint "
                      "was chosen as the lowest over the run's checkpoints; chance is ln 10 = 2.303)")
         if card["meta_validation_loss"] > META_VALIDATION_TARGET:
-            lines.append(f"- **Below the bar:** above {META_VALIDATION_TARGET:.3f}, half of chance, the level "
-                         "at which these weights count as having learned on this budget; docs/metatrain.md "
-                         "(One budget for all four) shows its meta-loss curve and what was tried")
+            lines.append(f"- **Above the target:** the target is {META_VALIDATION_TARGET:.3f} (half of chance): "
+                         "these weights learned, but less than that on this budget; docs/metatrain.md "
+                         "(One budget for all four) shows the meta-loss curve and what was tried")
     lines += ["", f"Load with `celo_bench.optimizers.build('{card['architecture']}', num_steps=T, "
               "checkpoint='<this folder>')`.", ""]
     return "\n".join(lines)

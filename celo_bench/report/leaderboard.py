@@ -173,8 +173,8 @@ def agreement_line(agreement: Agreement | None, suite: str) -> str:
     a = agreement
     fp = f", {a.against} results `{a.fingerprint}`" if a.fingerprint else ""
     text = (f"**Agreement with suite `{a.against}`** (measured {a.measured}{fp}): Kendall τ "
-            f"{with_ci(a.kendall_tau_final_loss, *a.kendall_tau_final_loss_ci, 2)} on final loss, "
-            f"{with_ci(a.kendall_tau_speedup, *a.kendall_tau_speedup_ci, 2)} on speedup "
+            f"{with_ci(a.kendall_tau_final_loss, *a.kendall_tau_final_loss_ci, 3)} on final loss, "
+            f"{with_ci(a.kendall_tau_speedup, *a.kendall_tau_speedup_ci, 3)} on speedup "
             f"(`celo-bench compare-suites {suite} {a.against}`).")
     return text + (f" {a.note}" if a.note else "")
 
