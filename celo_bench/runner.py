@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from celo_bench import inputs, plan
+from celo_bench import inputs, plan, references
 from celo_bench.defaults import DEFAULT_RESULTS, DEFAULT_SUITE
 from celo_bench.errors import DataMissingError
 from celo_bench.execute import EngineSettings, RunSummary, make_executor, run_jobs
@@ -166,7 +166,8 @@ def status(config: RunConfig) -> dict:
     Keys: total, done, missing, newer (planned runs stored by a newer celo-bench, which this one
     neither reads nor reruns), ok, diverged, failed, not_run (optimizer -> reason with the
     fix), not_run_runs (runs of those optimizers), tasks (task -> total/done), unreadable
-    (one line per bad file in the store).
+    (one line per bad file in the store), in_references (missing runs that the shipped reference
+    results hold: scoring uses them).
     """
     grid = plan_run(config)
     statuses = grid.scan.statuses
@@ -196,4 +197,14 @@ def status(config: RunConfig) -> dict:
         row["done"] += sum(statuses.get(r.key) is not None for r in j.runs)
     out["tasks"] = per_task
     out["unreadable"] = grid.scan.lines()
+    out["in_references"] = _in_references(config.suite, [k for k, g in zip(keys, got, strict=True) if g is None])
     return out
+
+
+def _in_references(suite: str, missing: Sequence[str]) -> int:
+    """How many of the `missing` run keys the shipped reference results hold (scoring uses them)."""
+    try:
+        m = references.manifest(suite)
+    except references.ReferencesError:
+        return 0
+    return len(set(missing) & m.all_keys()) if m is not None else 0

@@ -326,5 +326,17 @@ def test_submit_starts_the_longest_jobs_first(shipped, tmp_path):
     assert seen == [list(reversed(TASKS)), list(TASKS)]
 
 
+def test_status_counts_the_missing_runs_the_references_hold(shipped, tmp_path, monkeypatch):
+    from celo_bench.runner import RunConfig, status
+
+    monkeypatch.setenv(references.ENV, str(shipped))
+    st = status(RunConfig(suite="smoke", steps=10, seeds=1, results=tmp_path / "empty"))
+    assert st["done"] == 0 and st["missing"] == st["in_references"] == 12
+    res = CliRunner().invoke(app, ["status", *PLAN, "--results", str(tmp_path / "empty")], env={references.ENV: str(shipped)})
+    assert "12 of the missing runs are in the reference results" in res.output
+    # another horizon plans other keys: none of them is in the references
+    assert status(RunConfig(suite="smoke", steps=20, seeds=1, results=tmp_path / "empty"))["in_references"] == 0
+
+
 def _digests(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.parquet")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -98,9 +99,11 @@ def verify_command(
     if fmt.value == "json":
         emit_json(v.as_dict())
     else:
-        table = Table(title=f"{v.name} on suite {v.suite} v{v.suite_version}: reruns on {v.device or '?'}")
+        table = Table(title=f"{v.name} on suite {v.suite} v{v.suite_version}: reruns on {v.device or '?'}",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("task", "run", "seed", "why", "status", "max rel. diff", "ok"):
-            table.add_column(col)
+            # at 80 columns the task stays whole and the rest fold: nothing is cut off
+            table.add_column(col, no_wrap=col == "task", overflow="fold")
         for r in v.runs:
             status = r.status if r.status == r.rerun_status else f"{r.status} -> {r.rerun_status}"
             table.add_row(r.task, escape(r.hparam_id), str(r.seed), r.why, status, f"{r.max_rel_diff:.3g}",

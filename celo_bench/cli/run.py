@@ -131,6 +131,9 @@ def status_command(suite: str = SuiteOpt, results: Path = ResultsOpt, steps: int
     )
     for line in st["unreadable"]:
         console.print(f"[yellow]{escape(line)}[/]")
+    if st["in_references"]:
+        console.print(f"{st['in_references']} of the missing runs are in the reference results that ship with "
+                      "celo-bench: `score`, `report` and `submit` rank them († rows); `celo-bench run` trains them here")
     if st["not_run"]:
         console.print(f"not run here: {len(st['not_run'])} optimizers ({st['not_run_runs']} of the missing runs)")
         print_not_run([(g["reason"], g["fix"], g["optimizers"]) for g in st["not_run_groups"]], console)
