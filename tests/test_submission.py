@@ -333,6 +333,9 @@ def test_submit_example_adds_exactly_its_runs_then_nothing(tmp_path, baseline_st
     marked = [ln for ln in board.splitlines() if "◀ new" in ln]
     assert len(marked) == 1 and "adan_cosine" in marked[0] and "| submission · not verified |" in marked[0]
     assert src in board  # provenance in the row's footnote
+    page = (reports / "index.html").read_text()  # index.html marks the same row
+    rows = [ln for ln in page.splitlines() if "◀ new" in ln]
+    assert len(rows) == 2 and all('data-optimizer="adan_cosine"' in ln for ln in rows)  # ranking and full table
 
     second = runner.invoke(app, args[:-2] + ["--no-report", "--format", "json"])
     assert second.exit_code == 0, second.output

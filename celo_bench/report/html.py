@@ -50,7 +50,7 @@ th.l,td.l{text-align:left}td.wrap{white-space:normal;min-width:7em;max-width:15e
 td .ci{color:#666;font-size:.85em;white-space:nowrap}
 th.sortable{cursor:pointer;user-select:none;background:#f4f4f4}
 th.sortable:after{content:" \\2195";color:#999}
-tr.reference td{font-weight:600}tr.highlight td{background:#fbeeee}tr.incomplete td{color:#777}
+tr.reference td{font-weight:600}tr.highlight td{background:#fbeeee}.new{color:#a33;font-weight:600}tr.incomplete td{color:#777}
 tr.submission td:nth-child(2){border-left:3px solid #0072B2}
 img{max-width:100%;height:auto;border:1px solid #eee}figure{margin:1rem 0}
 details{margin:.4rem 0}summary{cursor:pointer;font-weight:600}
@@ -100,7 +100,7 @@ def _code(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
 
 
-def _cell(col: Any, r: Any, link: Callable[[str], str | None]) -> str:
+def _cell(col: Any, r: Any, link: Callable[[str], str | None], highlight: str | None = None) -> str:
     """One leaderboard cell; a value with a CI puts the CI in a span that may wrap below it."""
     text, value = col.text(r), col.value(r)
     v = escape(str(text if value is None or (isinstance(value, float) and pd.isna(value)) else value))
@@ -108,7 +108,8 @@ def _cell(col: Any, r: Any, link: Callable[[str], str | None]) -> str:
         href = link(r.optimizer)
         name = escape(r.optimizer) + (f" {REFERENCE_MARK}" if getattr(r, "source", "store") != "store" else "")
         inner = f'<a href="{escape(href)}">{name}</a>' if href else name
-        return f'<td class="l" data-v="{v}">{inner}</td>'
+        new = ' <span class="new">◀ new</span>' if r.optimizer == highlight else ""  # as leaderboard.md marks it
+        return f'<td class="l" data-v="{v}">{inner}{new}</td>'
     if col.key == "kind":
         return f'<td class="l wrap" data-v="{v}">{escape(text)}</td>'
     m = re.fullmatch(r"(\S+) (\[.*\])", text)
@@ -127,7 +128,7 @@ def leaderboard_table(res: Results, cols: Sequence[Any], table_id: str,
         cls += " submission" if r.optimizer_kind == "submission" else ""
         cls += "" if r.complete else " incomplete"
         rows.append(f'<tr class="lb-row {cls.strip()}" data-optimizer="{escape(r.optimizer)}">'
-                    + "".join(_cell(c, r, link) for c in cols) + "</tr>")
+                    + "".join(_cell(c, r, link, highlight) for c in cols) + "</tr>")
     head = "".join(f'<th class="l">{escape(c.header)}</th>' if c.key in ("optimizer", "kind")
                    else f"<th>{escape(c.header)}</th>" for c in cols)
     return (f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>\n'
