@@ -28,6 +28,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -157,6 +158,12 @@ INTERVALS_VERSION = 1
 remembered intervals (:func:`interval_key`) of another version are never used."""
 
 
+@functools.cache
+def _bootstrap_libraries() -> dict[str, str]:
+    """Versions of the libraries that draw and reduce the resamples (read once per process)."""
+    return {lib: metadata.version(lib) for lib in ("rliable", "arch", "numpy")}
+
+
 def interval_key(values: np.ndarray, *, reps: int, seed: int, confidence: float) -> str:
     """Content address of one optimizer's interval estimates: the score matrix's exact bytes and
     shape, the bootstrap's settings, :data:`INTERVALS_VERSION` and the versions of the libraries
@@ -164,7 +171,7 @@ def interval_key(values: np.ndarray, *, reps: int, seed: int, confidence: float)
     x = np.ascontiguousarray(values, dtype=np.float64)
     head = {"version": INTERVALS_VERSION, "metrics": METRICS, "reps": reps, "seed": seed,
             "confidence": confidence, "shape": x.shape,
-            "libraries": {lib: metadata.version(lib) for lib in ("rliable", "arch", "numpy")}}
+            "libraries": _bootstrap_libraries()}
     h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
     h.update(x.tobytes())
     return h.hexdigest()

@@ -23,6 +23,7 @@ import re
 import sys
 from pathlib import Path
 
+from celo_bench.metatrain import artifacts
 from celo_bench.metatrain.install import card_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,15 +32,11 @@ WEIGHTS, BASELINES = ROOT / "celo_bench" / "weights", ROOT / "baselines"
 
 def meta_training_text(card: dict) -> str:
     """One line: what made these weights (the spec's ``meta_training``)."""
-    est = card["estimator"]
     chosen = card.get("chosen_step", card["outer_step"])
     phase = "phase 1 then phase 2" if card["phase"] == "2" else card["phase"]
     return (f"{card['label']}: {phase}, budget {card['budget_outer_steps']} outer steps, checkpoint of "
             f"{'phase 2 ' if card['phase'] == '2' else ''}step {chosen} chosen by held-out meta-validation "
-            f"loss ({card['meta_validation_loss']:.3f}), truncated PES (std {est['std']}, truncation "
-            f"{est['truncation']}, horizons {est['min_horizon']}-{est['max_horizon']}) on "
-            f"{', '.join(card['tasks'])}, {card['augmentation']}, AdamW {card['outer_optimizer']['lr']:g}, "
-            f"seed {card['seed']}")
+            f"loss ({card['meta_validation_loss']:.3f}), {artifacts.recipe_text(card)}, seed {card['seed']}")
 
 
 def updated(text: str, card: dict) -> str:

@@ -36,21 +36,23 @@ def check_out_writable(out: Path) -> None:
     """
     out = Path(out)
     parent = out.parent if str(out.parent) else Path(".")
+
+    def refused(why: object) -> CeloBenchError:
+        return CeloBenchError(f"report folder {out} cannot be written ({why}); choose another --out or "
+                              "fix its permissions (nothing was run)")
+
+    if out.exists() and not out.is_dir():
+        raise CeloBenchError(f"report folder {out} cannot be written: it is a file; choose another --out")
+    if not parent.is_dir():  # creates nothing: a command that stops early leaves no folder behind
+        problem = unwritable_reason(out)
+        if problem:
+            raise refused(problem)
+        return
     try:
-        if out.exists() and not out.is_dir():
-            raise CeloBenchError(f"report folder {out} cannot be written: it is a file; choose another --out")
-        if not parent.is_dir():  # creates nothing: a command that stops early leaves no folder behind
-            problem = unwritable_reason(out)
-            if problem:
-                raise OSError(problem)
-            return
         probe = tempfile.mkdtemp(prefix=".celo-bench-probe-", dir=parent)  # a real write, removed at once
         os.rmdir(probe)
     except OSError as e:
-        raise CeloBenchError(
-            f"report folder {out} cannot be written ({unwritable_reason(out) or e.strerror or e}); choose another --out or "
-            "fix its permissions (nothing was run)"
-        ) from None
+        raise refused(unwritable_reason(out) or e.strerror or e) from None
 
 
 def store_registry(results: Path, quiet: bool = False) -> Registry:

@@ -180,12 +180,16 @@ def write_spec(out: Path, card: dict) -> Path:
 
 
 def _meta_training_text(card: dict) -> str:
-    est = card["estimator"]
     steps = f"phase {card['phase']}, {card['outer_step']} outer steps"
     if card.get("selected_by"):
         steps += " (checkpoint chosen by held-out meta-validation loss)"
-    return (f"{card['label']}: {steps} of truncated PES "
-            f"(std {est['std']}, truncation {est['truncation']}, horizons {est['min_horizon']}-"
+    return f"{card['label']}: {steps} of {recipe_text(card)}"
+
+
+def recipe_text(card: dict) -> str:
+    """The card's estimator, tasks, augmentation and outer optimizer in one phrase (specs' ``meta_training``)."""
+    est = card["estimator"]
+    return (f"truncated PES (std {est['std']}, truncation {est['truncation']}, horizons {est['min_horizon']}-"
             f"{est['max_horizon']}) on {', '.join(card['tasks'])}, {card['augmentation']}, "
             f"AdamW {card['outer_optimizer']['lr']:g}")
 
