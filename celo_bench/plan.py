@@ -258,3 +258,35 @@ def missing(jobs: Iterable[Job], done: set[str]) -> list[Job]:
         if runs:
             out.append(job.with_runs(runs))
     return out
+
+
+def program_identity(job: Job) -> tuple:
+    """What a job's compiled programs mostly depend on, short of weights and hyper-parameter
+    values: the task and horizon, the optimizer's factory, the grid's names, the execution
+    strategy and the number of runs. Jobs of one identity usually run the same programs
+    (learned optimizers that differ in weights only, e.g. ``celo`` and ``celo_cpu_diet``), which
+    the engine compiles once (``celo_bench.engine._train._optimizer_identity``, which also looks
+    at the factory's resolved defaults: planning imports no JAX, so this is an estimate, used
+    only to order jobs)."""
+    o = job.optimizer
+    return (job.task.name, job.num_steps, o.factory, tuple(sorted(o.grid)),
+            job.strategy.label if job.strategy else None, job.checkpoint is not None, len(job.runs))
+
+
+def reusers_last(jobs: Sequence[Job]) -> list[Job]:
+    """`jobs` with every job whose :func:`program_identity` an earlier job has moved to the end
+    (both groups keep their order).
+
+    A job that reuses another's programs costs only its training, but started beside the job
+    that compiles them it waits for that compile: on the quick tier ``celo_cpu_diet`` started
+    next to ``celo`` on every task and one of the two CPU cores sat idle for ~10-20 s each time.
+    Last, it finds the programs compiled, and the grid ends on short jobs.
+    """
+    seen: set[tuple] = set()
+    first: list[Job] = []
+    later: list[Job] = []
+    for job in jobs:
+        ident = program_identity(job)
+        (later if ident in seen else first).append(job)
+        seen.add(ident)
+    return first + later

@@ -492,8 +492,11 @@ def score_results(
     no_timing = missing_timings(scored.scores, step_seconds, ref)
     if no_timing:
         notes.append(timings_note(no_timing, kind, suite, bench))
-    if memo is None and sel.references is not None:
-        memo = dict(sel.references.intervals)  # a copy: scoring adds the intervals it computes
+    if memo is None and loaded is not None:
+        # a copy: scoring adds the intervals it computes. Content-addressed (aggregate.interval_key):
+        # also serves a store whose runs equal the references' (the README's first command on a
+        # machine like the one that made them), whether or not any row is drawn from them
+        memo = dict(loaded.intervals)
     table, poi, mats = aggregate_table(
         scored.scores, scored.tasks, reference=ref, reps=reps, seed=seed, confidence=confidence,
         suite_tasks=spec.tasks, coverage_rule=coverage_rule, memo=memo,

@@ -139,6 +139,7 @@ def run(
     todo = [j for j in todo if j.optimizer.name not in grid.not_run]
     if config.job_seconds:  # longest first: the last job to finish is a short one (stable: plan order on ties)
         todo.sort(key=lambda j: -config.job_seconds.get(j.task.name, 0.0))
+    todo = plan.reusers_last(todo)  # a job that reuses another's programs waits for none
     if on_plan:
         on_plan(todo)
     summary = run_jobs(todo, store, executor, skipped=grid.stored, on_job=on_job, on_wait=on_wait)
