@@ -11,7 +11,7 @@ from _score_fixtures import grid_records, write
 from typer.testing import CliRunner
 
 from celo_bench.errors import CeloBenchError
-from celo_bench.plan import expand
+from celo_bench.plan import expand, program_identity, reusers_last
 from celo_bench.prune import PRUNED_DIR, prune
 from celo_bench.results import score_results, select_records
 from celo_bench.store import Store
@@ -145,3 +145,21 @@ def test_an_unreadable_record_is_named_and_never_scored(reg, tmp_path):
     res = score_results(tmp_path, "smoke", registry=reg, reps=20)
     assert any(n.startswith(f"skipped unreadable record {victim}: empty file") for n in res.notes)
     assert res.missing == {"sgd": 1} and len(res.runs) == 23
+
+
+def test_jobs_that_reuse_another_jobs_programs_run_last(reg):
+    """celo_cpu_diet runs Celo's programs with other weights: planned beside celo it would wait for
+    celo's compile, so every such job moves to the end of the grid, and nothing else moves."""
+    jobs = [j for j in expand(reg, reg.suite("quick"), backend="cpu") if not j.unavailable]
+    ordered = reusers_last(jobs)
+    assert sorted(map(id, ordered)) == sorted(map(id, jobs))  # a permutation
+    names = [(j.task.name, j.optimizer.name) for j in ordered]
+    n_reusers = sum(1 for n in names if n[1] == "celo_cpu_diet")
+    moved = ordered[len(ordered) - n_reusers:]
+    assert {j.optimizer.name for j in moved} == {"celo_cpu_diet"}
+    for task in reg.suite("quick").tasks:
+        assert names.index((task, "celo")) < names.index((task, "celo_cpu_diet"))
+    firsts = [program_identity(j) for j in ordered[: len(ordered) - len(moved)]]
+    assert len(set(firsts)) == len(firsts)  # before the reusers, every job compiles its own programs
+    kept = [j for j in jobs if j.optimizer.name != "celo_cpu_diet"]
+    assert ordered[: len(kept)] == kept  # the others keep the plan's order

@@ -340,3 +340,20 @@ def test_status_counts_the_missing_runs_the_references_hold(shipped, tmp_path, m
 
 def _digests(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.parquet")}
+
+
+def test_a_store_equal_to_the_references_takes_their_intervals(trained, shipped, tmp_path):
+    """Intervals are content-addressed: a store whose runs equal the references' (the README's first
+    command on a machine like the one that made them) is served theirs, though it draws no row from
+    them; scored without references it bootstraps its own."""
+    refs_root = tmp_path / "refs"
+    shutil.copytree(shipped, refs_root)
+    path = remember_reference_intervals("smoke", refs_root, steps=10, seeds=1)
+    doc = json.loads(path.read_text())
+    doc["intervals"] = {k: [[123.0, 122.0, 124.0]] * 4 for k in doc["intervals"]}
+    path.write_text(json.dumps(doc))
+    served = score_results(trained, "smoke", steps=10, seeds=1, references=refs_root)
+    assert not served.from_references  # every row is the store's
+    assert (served.aggregate.filter(like="_iqm").to_numpy() == 123.0).any()
+    alone = score_results(trained, "smoke", steps=10, seeds=1, references=False)
+    assert not (alone.aggregate.filter(like="_iqm").to_numpy() == 123.0).any()
