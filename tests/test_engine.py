@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import jax
 import numpy as np
 import optax
 import pytest
 
 from celo_bench.assembly import build_task
-from celo_bench.engine import Strategy, run_job
+from celo_bench.engine import Strategy, _train, prepare_starts, run_job
 from celo_bench.engine.reference import reference_run
 from celo_bench.suite import load_registry
 from celo_bench.task import EVAL_SPLITS
@@ -300,3 +301,22 @@ def test_shared_programs_another_job_is_compiling_are_requested_last():
     finally:
         for key in keys:
             _train._SHARED.pop(key, None)
+
+
+def test_prepared_starts_are_what_a_job_computes_and_jobs_reuse_them(task):
+    """``prepare_starts`` (submit runs it while validating) draws exactly the initial parameters, data
+    orders and keys a job would, with no optimizer; the job then finds them and trains the same."""
+    seeds = np.array([0, 1, 2])
+    _train._START_CACHE.clear()
+    own = _job(task, [1e-3] * 3, seeds)  # computes its starts itself
+    computed = dict(_train._START_CACHE)
+    _train._START_CACHE.clear()
+    prepare_starts(task, T, seeds)
+    prepared = dict(_train._START_CACHE)
+    assert computed.keys() == prepared.keys() and len(prepared) == 1
+    for key in computed:
+        for a, b in zip(jax.tree_util.tree_leaves(computed[key]), jax.tree_util.tree_leaves(prepared[key]),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
+    again = _job(task, [1e-3] * 3, seeds)
+    np.testing.assert_array_equal(own.train_loss, again.train_loss)

@@ -337,6 +337,15 @@ _START_LOCK = threading.Lock()
 _START_CACHE: dict[tuple[int, int, tuple[int, ...]], RunStart] = {}
 
 
+def prepare_starts(task: Task, num_steps: int, seeds: np.ndarray) -> float:
+    """Compute ahead of `task`'s jobs what its `seeds` fix at horizon `num_steps` (initial
+    parameters, data order, keys: :func:`_starts`), so that its jobs find them cached; returns
+    the compile seconds. Needs no optimizer and runs no optimizer code (``celo-bench submit``
+    does it while the submission is validated in its own process)."""
+    prog = _Program(task, lambda hparams: optax.identity(), num_steps)
+    return _starts(prog, np.asarray(seeds, dtype=np.uint32))[1]
+
+
 def _starts(prog: _Program, seeds: np.ndarray) -> tuple[RunStart, float]:
     """Every run's :class:`RunStart` (leading axis ``R``) and the seconds spent compiling.
 

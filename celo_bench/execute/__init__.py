@@ -183,11 +183,11 @@ def run_jobs(
     return summary
 
 
-_LAZY = {"execute_job": "_job", "failed_records": "_job", "LocalExecutor": "_local"}
+_LAZY = {"execute_job": "_job", "failed_records": "_job", "prepare_tasks": "_job", "LocalExecutor": "_local"}
 
 
 def __getattr__(name: str):
-    """``execute_job``, ``failed_records`` and ``LocalExecutor`` load the engine (JAX) on first use,
+    """``execute_job``, ``failed_records``, ``prepare_tasks`` and ``LocalExecutor`` load the engine (JAX) on first use,
     so that planning, ``status`` and the CLI's ``--help`` import this package without JAX."""
     if name in _LAZY:
         import importlib

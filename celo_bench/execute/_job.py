@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from celo_bench.engine import JobResult, default_strategy, run_job
+from celo_bench.engine import JobResult, default_strategy, prepare_starts, run_job
 from celo_bench.engine.memory import DeviceOutOfMemoryError
 from celo_bench.execute.settings import EngineSettings
 from celo_bench.plan import Job, RunSpec
@@ -120,3 +120,25 @@ def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[R
     except Exception as e:  # recorded, never a traceback from deep inside
         detail = "".join(traceback.format_exception_only(type(e), e)).strip()
         return failed_records(job, f"{type(e).__name__}: {detail}", prov)
+
+
+def prepare_tasks(jobs: Sequence[Job]) -> None:
+    """Load the tasks of `jobs` and compute what their seeds fix (``engine.prepare_starts``), in this
+    process, ahead of the jobs (the local executor's jobs then find both cached).
+
+    Runs no optimizer code. Best effort: a task that cannot be prepared (missing data, a bad
+    spec) is left to its jobs, which report it.
+    """
+    from celo_bench import compile_cache
+    from celo_bench.assembly import build_task
+
+    compile_cache.enable()
+    seen: set[tuple[str, int]] = set()
+    for job in jobs:
+        if (job.task.name, job.num_steps) in seen:
+            continue
+        seen.add((job.task.name, job.num_steps))
+        try:
+            prepare_starts(build_task(job.task), job.num_steps, np.array([r.seed for r in job.runs]))
+        except Exception:  # noqa: BLE001 -- the job itself records or reports what went wrong
+            continue
