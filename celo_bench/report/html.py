@@ -46,7 +46,7 @@ padding:.4rem .7rem;font-size:.9rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{padding:.25rem .45rem;border-bottom:1px solid #e4e4e4;text-align:right;white-space:nowrap}
 th{white-space:normal;vertical-align:bottom}
-th.l,td.l{text-align:left}td.wrap{white-space:normal;min-width:7em;max-width:15em}
+th.l,td.l{text-align:left}td.wrap{white-space:normal;min-width:7em;max-width:15em}td.prose{white-space:normal;max-width:48em;overflow-wrap:anywhere}
 td .ci{color:#666;font-size:.85em;white-space:nowrap}
 th.sortable{cursor:pointer;user-select:none;background:#f4f4f4}
 th.sortable:after{content:" \\2195";color:#999}

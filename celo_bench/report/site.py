@@ -128,7 +128,7 @@ def _card(name: str, registry: Registry) -> str:
             ("defaults", ", ".join(f"{k}={v}" for k, v in spec.defaults.items()))]
     if spec.checkpoint:
         rows.append(("checkpoint", ", ".join(f"{k}: {v}" for k, v in spec.checkpoint.items() if v)))
-    body = "".join(f'<tr><th class="l">{escape(k)}</th><td class="l wrap">{_code(escape(v))}</td></tr>'
+    body = "".join(f'<tr><th class="l">{escape(k)}</th><td class="l prose">{_code(escape(v))}</td></tr>'
                    for k, v in rows if v)
     return f"<table>{body}</table>"
 
