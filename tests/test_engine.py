@@ -10,9 +10,11 @@ import numpy as np
 import optax
 import pytest
 
+from celo_bench import execute
 from celo_bench.assembly import build_task
 from celo_bench.engine import Strategy, _train, prepare_starts, run_job
 from celo_bench.engine.reference import reference_run
+from celo_bench.plan import expand
 from celo_bench.suite import load_registry
 from celo_bench.task import EVAL_SPLITS
 
@@ -320,3 +322,14 @@ def test_prepared_starts_are_what_a_job_computes_and_jobs_reuse_them(task):
             np.testing.assert_array_equal(a, b)
     again = _job(task, [1e-3] * 3, seeds)
     np.testing.assert_array_equal(own.train_loss, again.train_loss)
+
+
+def test_prepare_tasks_prepares_each_task_once_and_stops_when_asked():
+    """What ``submit`` runs beside the submission's checks: one start per task, nothing once told to stop."""
+    reg = load_registry()
+    jobs = expand(reg, reg.suite("smoke"), optimizers=["adam", "sgd"], steps=10, seeds=1)
+    _train._START_CACHE.clear()
+    execute.prepare_tasks(jobs, stop=lambda: True)
+    assert not _train._START_CACHE
+    execute.prepare_tasks(jobs)
+    assert len(_train._START_CACHE) == len({j.task.name for j in jobs}) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -122,12 +122,13 @@ def execute_job(job: Job, settings: EngineSettings = EngineSettings()) -> list[R
         return failed_records(job, f"{type(e).__name__}: {detail}", prov)
 
 
-def prepare_tasks(jobs: Sequence[Job]) -> None:
+def prepare_tasks(jobs: Sequence[Job], stop: Callable[[], bool] = lambda: False) -> None:
     """Load the tasks of `jobs` and compute what their seeds fix (``engine.prepare_starts``), in this
     process, ahead of the jobs (the local executor's jobs then find both cached).
 
     Runs no optimizer code. Best effort: a task that cannot be prepared (missing data, a bad
-    spec) is left to its jobs, which report it.
+    spec) is left to its jobs, which report it. `stop` is asked before each task; True ends the
+    preparation (its jobs will not run).
     """
     from celo_bench import compile_cache
     from celo_bench.assembly import build_task
@@ -135,6 +136,8 @@ def prepare_tasks(jobs: Sequence[Job]) -> None:
     compile_cache.enable()
     seen: set[tuple[str, int]] = set()
     for job in jobs:
+        if stop():
+            return
         if (job.task.name, job.num_steps) in seen:
             continue
         seen.add((job.task.name, job.num_steps))

@@ -204,7 +204,8 @@ def _validate_while_preparing(folder: str | Path, *, timeout: float, suite: str,
     the suite's tasks and computes what their seeds fix, which the submission's jobs then find
     cached. Nothing here runs submission code or writes a store. Measured cold on 2 cores (quick
     v3): the checks take ~6 s and preparing the six tasks ~6 s, which used to come one after the
-    other before the first job. Other executors train elsewhere: they only validate."""
+    other before the first job. A submission that fails its checks is reported as soon as the
+    task being prepared is done. Other executors train elsewhere: they only validate."""
     if executor != "local":
         return validate_submission(folder, timeout=timeout)
     try:
@@ -215,7 +216,8 @@ def _validate_while_preparing(folder: str | Path, *, timeout: float, suite: str,
         return validate_submission(folder, timeout=timeout)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="celo-bench-validate") as pool:
         pending = pool.submit(validate_submission, folder, timeout=timeout)
-        execute.prepare_tasks(jobs)
+        # a submission that failed its checks trains nothing: stop preparing as soon as that is known
+        execute.prepare_tasks(jobs, stop=lambda: pending.done() and not pending.result().ok)
         return pending.result()
 
 
