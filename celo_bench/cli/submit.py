@@ -20,6 +20,7 @@ from celo_bench.cli._common import (
     results_path,
 )
 from celo_bench.cli._plan_options import ReferencesOpt, execution_options
+from celo_bench.cli._progress import GridProgress
 from celo_bench.cli._reporting import check_out_writable
 from celo_bench.defaults import report_dir
 from celo_bench.paths import require_writable
@@ -133,17 +134,15 @@ def submit_command(
     if report:
         check_out_writable(reports_dir)  # before any training, not after it
 
-    def on_plan(todo):
-        if not quiet:
-            n = sum(len(j.runs) for j in todo)
-            console.print(f"training {n} runs in {len(todo)} jobs" if n else "nothing to train: every run is stored")
+    tracker = GridProgress(console, quiet=quiet)  # the progress lines of `run`: k/N jobs and runs, ETA
 
-    def on_job(job, records):
-        if not quiet:
-            bad = sum(r["status"] != "ok" for r in records)
-            console.log(f"{job.name}: {len(records)} runs" + (f" [yellow]{bad} not ok[/]" if bad else ""))
+    def on_plan(todo):
+        if not quiet and not todo:
+            console.print("nothing to train: every run is stored")
+        tracker.start(todo)
 
     def on_ranked(res):  # printed before the report is written
+        tracker.stop()
         if quiet:
             return
         s = res.summary
@@ -158,12 +157,14 @@ def submit_command(
         res = submit(path, suite=suite, results=results_path(results), out=reports_dir if report else None,
                      steps=steps, seeds=seeds, run_baselines=run_baselines, timeout=timeout, reps=reps,
                      executor=executor, address=address, engine=EngineSettings(execution=execution or {}, parallel_jobs=jobs),
-                     on_plan=on_plan, on_job=on_job, on_ranked=on_ranked, references=use_references)
+                     on_plan=on_plan, on_job=tracker.job_done, on_ranked=on_ranked, references=use_references)
     except SubmissionInvalid as e:
         if quiet:
             emit_json({"ok": False, **e.report.as_dict()})
         _print_failures(e.report, quiet)
         raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        tracker.stop()
     if quiet:
         emit_json({"ok": True, **res.as_dict()})
         return
